@@ -1,0 +1,70 @@
+# hilserl_ros: the public interface is these targets (see README).
+#   make train   set up (venv + colcon build) and train in simulation
+#   make test    set up the same way and run the tests
+# Both are idempotent: stamps make a second run install and build nothing.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+PY := $(VENV)/bin/python
+ROOT := $(CURDIR)
+VENV_ABS := $(abspath $(VENV))
+VENV_STAMP := $(VENV)/.hilserl-requirements
+BUILD_STAMP := install/.hilserl-build
+INTERFACES := $(wildcard msg/*.msg srv/*.srv)
+# Entry points are generated for the node modules that exist (graph.py), so adding one
+# re-runs the install and the build.
+NODE_MODULES := hilserl_ros/graph.py $(wildcard hilserl_ros/nodes/*_node.py)
+PYTEST_ARGS ?=
+ARGS ?=
+
+# The environment every command runs in: the venv, the colcon install tree for the
+# generated interfaces, and the source checkout first on PYTHONPATH so edits to Python code
+# take effect without a rebuild. The ROS wheels' own libraries are put on LD_LIBRARY_PATH by
+# ros-wheels-bootstrapper (a .pth that re-executes Python with it set).
+RUN = env PATH="$(VENV_ABS)/bin:$$PATH" \
+	PYTHONPATH="$(ROOT):$$(cat $(VENV)/.hilserl-sitedir 2>/dev/null)" \
+	LD_LIBRARY_PATH="$(ROOT)/install/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
+	PYTHONUNBUFFERED=1
+
+.PHONY: setup train test test-fast build clean distclean graph
+
+setup: $(BUILD_STAMP)
+
+$(VENV_STAMP): requirements.txt setup.py $(NODE_MODULES)
+	@test -x $(PY) || { echo "[setup] creating $(VENV) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); }
+	@echo "[setup] installing pinned requirements into $(VENV)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# colcon builds the interfaces (msg/, srv/) and installs the package into install/.
+$(BUILD_STAMP): $(VENV_STAMP) CMakeLists.txt package.xml $(NODE_MODULES) $(INTERFACES)
+	@echo "[setup] colcon build (interfaces and package)"
+	env PATH="$(VENV_ABS)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV_ABS)" CMAKE_PREFIX_PATH="$(VENV_ABS)" \
+		$(VENV)/bin/colcon --log-base log build --merge-install --base-paths . \
+		--event-handlers console_direct- console_cohesion- summary+ \
+		--cmake-args -DPython3_EXECUTABLE=$(VENV_ABS)/bin/python -DBUILD_TESTING=OFF
+	@$(PY) -c "import sys; print('$(ROOT)/install/lib/python%d.%d/site-packages' % sys.version_info[:2])" > $(VENV)/.hilserl-sitedir
+	@touch $@
+
+build: $(BUILD_STAMP)
+
+train: $(BUILD_STAMP)
+	$(RUN) $(PY) -m hilserl_ros.launcher $(ARGS)
+
+graph: $(BUILD_STAMP)
+	$(RUN) $(PY) -m hilserl_ros.launcher --list $(ARGS)
+
+test: $(BUILD_STAMP)
+	$(RUN) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(BUILD_STAMP)
+	$(RUN) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf build install log
+
+distclean: clean
+	rm -rf $(VENV)

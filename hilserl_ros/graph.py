@@ -1,0 +1,281 @@
+"""The hilserl_ros node graph, described once.
+
+Everything that starts nodes reads this module: ``launch/train.launch.py`` (``ros2 launch`` on a
+full ROS 2 install), the project launcher ``hilserl_ros.launcher`` (here, where ``ros2 launch``
+cannot be installed), ``setup.py`` and ``CMakeLists.txt`` (console entry points). It imports
+nothing from ROS so it can be read at build time and in tests.
+
+Run ``python hilserl_ros/graph.py --entry-points`` to list ``executable=module:function`` lines.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Mapping
+
+PACKAGE = "hilserl_ros"
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class LaunchArg:
+    """A launch argument (``name:=value`` on the command line)."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    ``only_if`` / ``unless`` name boolean launch arguments (the sim-vs-real conditions);
+    ``arg_parameters`` maps a ROS parameter of the node to the launch argument that sets it.
+    """
+
+    name: str  # ROS node name: `ros2 param set /<name> ...`, key in the parameter file
+    executable: str  # `ros2 run hilserl_ros <executable>`
+    module: str  # Python module whose main() runs the node
+    description: str
+    params_file: str | None = None  # file in config/
+    arg_parameters: Mapping[str, str] = field(default_factory=dict)
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    only_if: str | None = None
+    unless: str | None = None
+    respawn: bool = False
+    respawn_delay: float = 2.0
+
+    @property
+    def entry_point(self) -> str:
+        return f"{self.executable}={self.module}:main"
+
+
+LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
+    LaunchArg("use_sim", "true", "MuJoCo SO-101 (true) or the real arm on `port` (false)", ("true", "false")),
+    LaunchArg("task", "reach", "Simulated task", ("reach", "pick_cube")),
+    LaunchArg("port", "/dev/ttyACM0", "Serial port of the Feetech servo bus (real arm)"),
+    LaunchArg("camera", "0", "OpenCV camera index or device path (real arm)"),
+    LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false")),
+    LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
+    LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false")),
+    LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false")),
+)
+
+# The training graph. Node names are the ones users type: `ros2 param set /learner ...`.
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        name="sim",
+        executable="sim_node",
+        module="hilserl_ros.nodes.sim_node",
+        description="MuJoCo SO-101 world: physics, task reward/success, reset service, rendered camera",
+        params_file="sim.yaml",
+        arg_parameters={"task": "task"},
+        only_if="use_sim",
+    ),
+    NodeSpec(
+        name="so101_driver",
+        executable="hardware_node",
+        module="hilserl_ros.nodes.hardware_node",
+        description="SO-101 hardware interface: Feetech bus, /joint_states, /diagnostics, torque, safety",
+        params_file="hardware.yaml",
+        arg_parameters={"port": "port", "use_sim": "use_sim"},
+    ),
+    NodeSpec(
+        name="ee_ik",
+        executable="ik_node",
+        module="hilserl_ros.nodes.ik_node",
+        description="End-effector IK: normalised EE deltas x action_scale -> workspace box -> joint targets",
+        params_file="ik.yaml",
+    ),
+    NodeSpec(
+        name="camera",
+        executable="camera_node",
+        module="hilserl_ros.nodes.camera_node",
+        description="OpenCV camera publisher (in simulation the sim publishes the rendered view instead)",
+        params_file="camera.yaml",
+        arg_parameters={"device": "camera"},
+        unless="use_sim",
+    ),
+    NodeSpec(
+        name="gamepad",
+        executable="gamepad_node",
+        module="hilserl_ros.nodes.gamepad_node",
+        description="Built-in gamepad reader publishing sensor_msgs/Joy on /joy",
+        params_file="gamepad.yaml",
+        only_if="gamepad",
+        unless="use_sim",
+    ),
+    NodeSpec(
+        name="joy_intervention",
+        executable="intervention_node",
+        module="hilserl_ros.nodes.intervention_node",
+        description="/joy -> intervention action with deadman, episode buttons",
+        params_file="intervention.yaml",
+        unless="use_sim",
+    ),
+    NodeSpec(
+        name="scripted_human",
+        executable="scripted_human_node",
+        module="hilserl_ros.nodes.scripted_human_node",
+        description="Simulated operator: takes over when the policy drifts, like a person with a gamepad",
+        params_file="scripted_human.yaml",
+        only_if="use_sim",
+    ),
+    NodeSpec(
+        name="actor",
+        executable="actor_node",
+        module="hilserl_ros.nodes.actor_node",
+        description="SAC actor: policy at the control rate, human overrides, episodes, transitions out",
+        params_file="actor.yaml",
+        arg_parameters={"use_sim": "use_sim"},
+        respawn=True,
+    ),
+    NodeSpec(
+        name="learner",
+        executable="learner_node",
+        module="hilserl_ros.nodes.learner_node",
+        description="SAC learner: buffers, updates, weights and statistics out, checkpoints",
+        params_file="learner.yaml",
+        respawn=True,
+    ),
+    NodeSpec(
+        name="foxglove_bridge",
+        executable="foxglove_bridge_node",
+        module="hilserl_ros.nodes.foxglove_bridge_node",
+        description="Foxglove WebSocket bridge on localhost: topics, parameters",
+        params_file="foxglove.yaml",
+        only_if="foxglove",
+        respawn=True,
+    ),
+    NodeSpec(
+        name="recorder",
+        executable="recorder_node",
+        module="hilserl_ros.nodes.recorder_node",
+        description="rosbag2 (MCAP) recorder of the run",
+        params_file="recorder.yaml",
+        arg_parameters={"bag_dir": "bag_dir"},
+        only_if="record",
+    ),
+)
+
+
+def parse_bool(value: str | bool, what: str = "value") -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{what} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Launch arguments plus the nodes they switch on and configure."""
+
+    arguments: tuple[LaunchArg, ...]
+    nodes: tuple[NodeSpec, ...]
+
+    def resolve_arguments(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Defaults updated by ``overrides``; unknown names and values outside ``choices`` raise."""
+        known = {a.name: a for a in self.arguments}
+        values = {a.name: a.default for a in self.arguments}
+        for name, value in (overrides or {}).items():
+            if name not in known:
+                raise ValueError(f"unknown launch argument {name!r}; known: {', '.join(sorted(known))}")
+            arg = known[name]
+            if arg.choices and str(value).lower() not in arg.choices:
+                raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
+            values[name] = str(value)
+        return values
+
+    def active_nodes(self, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:
+        """The nodes that run for these launch arguments, in start order."""
+        args = self.resolve_arguments(overrides)
+        return [spec for spec in self.nodes if is_active(spec, args)]
+
+
+def is_active(spec: NodeSpec, args: Mapping[str, str]) -> bool:
+    if spec.only_if is not None and not parse_bool(args[spec.only_if], spec.only_if):
+        return False
+    if spec.unless is not None and parse_bool(args[spec.unless], spec.unless):
+        return False
+    return True
+
+
+def _typed(value: str) -> object:
+    """Launch arguments are strings; give parameters the type a params file would."""
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def node_parameters(spec: NodeSpec, args: Mapping[str, str]) -> dict[str, object]:
+    """Parameters set on top of the node's parameter file (from launch arguments)."""
+    params: dict[str, object] = dict(spec.parameters)
+    for param, arg in spec.arg_parameters.items():
+        params[param] = _typed(args[arg])
+    return params
+
+
+TRAIN_GRAPH = Graph(LAUNCH_ARGUMENTS, NODES)
+
+
+def source_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def share_dir() -> str:
+    """Where launch/, config/, urdf/ and rviz/ live: the source checkout when running from
+    one (so edits take effect without a rebuild), else the installed share directory."""
+    root = source_root()
+    if os.path.isdir(os.path.join(root, "config")) and os.path.isfile(os.path.join(root, "package.xml")):
+        return root
+    from ament_index_python.packages import get_package_share_directory
+
+    return get_package_share_directory(PACKAGE)
+
+
+def params_file_path(spec: NodeSpec, share: str | None = None) -> str | None:
+    if spec.params_file is None:
+        return None
+    return os.path.join(share or share_dir(), "config", spec.params_file)
+
+
+def is_implemented(spec: NodeSpec) -> bool:
+    """Whether the node's module exists yet (the graph names nodes later work delivers)."""
+    if not spec.module.startswith(PACKAGE + "."):
+        return True
+    rel = spec.module.replace(".", os.sep) + ".py"
+    return os.path.isfile(os.path.join(source_root(), rel))
+
+
+def entry_points(nodes: tuple[NodeSpec, ...] = NODES) -> list[str]:
+    """Console entry points of the nodes that exist."""
+    return [spec.entry_point for spec in nodes if is_implemented(spec)]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--entry-points"]:
+        print("\n".join(entry_points()))
+    else:
+        for spec in NODES:
+            cond = []
+            if spec.only_if:
+                cond.append(f"if {spec.only_if}")
+            if spec.unless:
+                cond.append(f"unless {spec.unless}")
+            print(f"{spec.name:18s} {spec.executable:22s} {' '.join(cond):28s} {spec.description}")

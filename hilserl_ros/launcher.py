@@ -1,0 +1,329 @@
+"""Start the hilserl_ros graph as processes, where ``ros2 launch`` is not installed.
+
+    python -m hilserl_ros.launcher [use_sim:=true] [task:=reach] [record:=false] ...
+    python -m hilserl_ros.launcher --list            # show the graph, start nothing
+
+Reads the same description as ``launch/train.launch.py`` (hilserl_ros.graph): each active node
+runs as ``python -m <module> --ros-args -r __node:=<name> --params-file config/<file> -p ...``,
+exactly what ``ros2 launch`` would run. Output of each node is prefixed with its name; the
+launcher reports when a node's process starts, when the node appears on the ROS graph, and
+when it dies (exit code and its last lines). Ctrl-C (SIGINT) or SIGTERM is forwarded to every
+node; nodes that do not stop within the grace period are terminated, then killed. Nodes run in
+their own process groups and get SIGTERM if the launcher itself dies, so nothing is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from hilserl_ros.graph import TRAIN_GRAPH, Graph, NodeSpec, is_implemented, node_parameters, params_file_path
+
+PR_SET_PDEATHSIG = 1
+TAIL_LINES = 15
+MAX_RESPAWN_DELAY = 30.0
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the launcher dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _param_literal(value: object) -> str:
+    """A value as `-p name:=<yaml>` expects it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None) -> list[str]:
+    """The command line that runs one node, the same one ``ros2 launch`` builds."""
+    cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    path = params_file_path(spec, share)
+    if path is not None and os.path.isfile(path):
+        cmd += ["--params-file", path]
+    for name, value in node_parameters(spec, args).items():
+        cmd += ["-p", f"{name}:={_param_literal(value)}"]
+    for src, dst in spec.remappings:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+@dataclass
+class ManagedNode:
+    spec: NodeSpec
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float | None = None  # respawn scheduled at this time
+    up_reported: bool = False
+    status: str = "pending"
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+
+
+class Launcher:
+    def __init__(
+        self,
+        graph: Graph = TRAIN_GRAPH,
+        overrides: dict[str, str] | None = None,
+        grace_period: float = 5.0,
+        watch_graph: bool = True,
+        out=None,
+    ):
+        self.graph = graph
+        self.args = graph.resolve_arguments(overrides)
+        self.grace_period = grace_period
+        self.watch_graph = watch_graph
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        active = graph.active_nodes(self.args)
+        self.missing = [s for s in active if not is_implemented(s)]
+        self.nodes = [ManagedNode(s, node_command(s, self.args)) for s in active if is_implemented(s)]
+        self.failed = False
+        self._stopping = False  # set once we signal the nodes ourselves
+
+    # -- output -------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        with self._lock:
+            print(f"[launch] {text}", file=self.out, flush=True)
+
+    def _pump(self, managed: ManagedNode, stream) -> None:
+        prefix = f"[{managed.spec.name}] "
+        for line in iter(stream.readline, ""):
+            line = line.rstrip("\n")
+            managed.tail.append(line)
+            with self._lock:
+                print(prefix + line, file=self.out, flush=True)
+        stream.close()
+
+    # -- process control ----------------------------------------------------------------------
+    def _start(self, managed: ManagedNode) -> None:
+        managed.process = subprocess.Popen(
+            managed.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it forwards
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        managed.started_at = time.monotonic()
+        managed.next_start = None
+        managed.up_reported = False
+        managed.status = "starting"
+        threading.Thread(target=self._pump, args=(managed, managed.process.stdout), daemon=True).start()
+        self.say(f"{managed.spec.name}: started (pid {managed.process.pid})")
+
+    def _signal_all(self, sig: int) -> None:
+        for managed in self.nodes:
+            proc = managed.process
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _running(self) -> list[ManagedNode]:
+        return [m for m in self.nodes if m.process is not None and m.process.poll() is None]
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for managed in self.nodes:
+            proc = managed.process
+            if proc is None or managed.status in ("died", "exited", "stopped", "killed", "respawning") \
+                    or proc.poll() is None:
+                continue
+            code = proc.returncode
+            ran = now - managed.started_at
+            if self._stopping:
+                # asked to stop by us: not a crash, whatever the exit code
+                managed.status = "stopped" if code == 0 else "killed"
+                how = "cleanly" if code == 0 else (f"by {signal.Signals(-code).name}" if code < 0 else f"code {code}")
+                self.say(f"{managed.spec.name}: stopped {how} after {ran:.1f} s")
+            elif code == 0:
+                managed.status = "exited"
+                self.say(f"{managed.spec.name}: exited cleanly after {ran:.1f} s")
+            else:
+                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                self.say(f"{managed.spec.name}: DIED ({how}) after {ran:.1f} s; its last lines:")
+                with self._lock:
+                    for line in managed.tail:
+                        print(f"    | {line}", file=self.out, flush=True)
+                if managed.spec.respawn:
+                    delay = min(managed.spec.respawn_delay * (2 ** managed.restarts), MAX_RESPAWN_DELAY)
+                    managed.next_start = now + delay
+                    managed.status = "respawning"
+                    self.say(f"{managed.spec.name}: respawning in {delay:.1f} s")
+                else:
+                    managed.status = "died"
+                    self.failed = True
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        for managed in self.nodes:
+            if managed.status == "respawning" and managed.next_start is not None and now >= managed.next_start:
+                managed.restarts += 1
+                self._start(managed)
+
+    def _graph_watch(self) -> None:
+        """Report each node once it is visible on the ROS graph (not only its process)."""
+        try:
+            import rclpy
+            from rclpy.context import Context
+        except ImportError:
+            return
+        context = Context()
+        rclpy.init(context=context, args=["--ros-args", "--disable-rosout-logs", "--log-level", "warn"])
+        watcher = rclpy.create_node("_hilserl_launcher", context=context, enable_rosout=False)
+        try:
+            while not self._stop.wait(0.5):
+                names = set(watcher.get_node_names())
+                for managed in self.nodes:
+                    if managed.status == "starting" and managed.spec.name in names:
+                        managed.status = "up"
+                        if not managed.up_reported:
+                            managed.up_reported = True
+                            took = time.monotonic() - managed.started_at
+                            self.say(f"{managed.spec.name}: up on the ROS graph ({took:.1f} s)")
+        finally:
+            watcher.destroy_node()
+            context.try_shutdown()
+
+    # -- main loop ------------------------------------------------------------------------------
+    def describe(self) -> str:
+        lines = ["graph: " + " ".join(f"{k}:={v}" for k, v in self.args.items())]
+        for managed in self.nodes:
+            lines.append(f"  {managed.spec.name:18s} {' '.join(managed.command[1:3])}")
+        for spec in self.missing:
+            lines.append(f"  {spec.name:18s} NOT IMPLEMENTED YET ({spec.module}): {spec.description}")
+        return "\n".join(lines)
+
+    def run(self, install_signal_handlers: bool = True) -> int:
+        if install_signal_handlers:
+            signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
+            signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
+        for line in self.describe().splitlines():
+            self.say(line)
+        if self.missing:
+            self.say("still missing: " + ", ".join(s.name for s in self.missing))
+        if not self.nodes:
+            self.say("no node of this graph exists yet; nothing to start")
+            return 0
+        watcher = None
+        if self.watch_graph:
+            watcher = threading.Thread(target=self._graph_watch, daemon=True)
+            watcher.start()
+        for managed in self.nodes:
+            self._start(managed)
+        while not self._stop.is_set():
+            self._reap()
+            self._respawn_due()
+            if not self._running() and not any(m.status == "respawning" for m in self.nodes):
+                self.say("every node has exited")
+                self._stop.set()
+                break
+            self._stop.wait(0.1)
+        self._shutdown()
+        if watcher is not None:
+            watcher.join(timeout=5)
+        self._summary()
+        return 1 if self.failed else 0
+
+    def request_stop(self, why: str) -> None:
+        if not self._stop.is_set():
+            self.say(f"{why}: stopping every node (grace {self.grace_period:.0f} s)")
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        """SIGINT, then SIGTERM after the grace period, then SIGKILL."""
+        self._stopping = True
+        previous = None
+        for sig, wait in ((signal.SIGINT, self.grace_period), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            running = self._running()
+            if not running:
+                break
+            if previous is not None:
+                self.say(f"still running {wait:.0f} s after {previous.name}: "
+                         + ", ".join(m.spec.name for m in running) + f"; sending {sig.name}")
+            self._signal_all(sig)
+            previous = sig
+            deadline = time.monotonic() + wait
+            while self._running() and time.monotonic() < deadline:
+                self._reap()
+                time.sleep(0.05)
+        for managed in self.nodes:
+            if managed.process is not None:
+                managed.process.wait()
+        self._reap()
+        for managed in self.nodes:
+            if managed.status == "respawning":
+                managed.status = "stopped"
+
+    def _summary(self) -> None:
+        self.say("summary:")
+        for managed in self.nodes:
+            code = managed.process.returncode if managed.process is not None else None
+            self.say(f"  {managed.spec.name:18s} {managed.status:10s} exit={code} restarts={managed.restarts}")
+
+
+def load_graph(ref: str) -> Graph:
+    """``package.module:ATTRIBUTE`` naming a Graph (tests and custom graphs)."""
+    module, _, attr = ref.partition(":")
+    graph = getattr(importlib.import_module(module), attr or "GRAPH")
+    if not isinstance(graph, Graph):
+        raise TypeError(f"{ref} is not a hilserl_ros.graph.Graph")
+    return graph
+
+
+def parse_overrides(words: list[str]) -> dict[str, str]:
+    overrides = {}
+    for word in words:
+        name, sep, value = word.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"launch arguments are name:=value, got {word!r}")
+        overrides[name] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hilserl_ros.launcher", description=__doc__.split("\n\n")[0])
+    parser.add_argument("arguments", nargs="*", help="launch arguments, name:=value")
+    parser.add_argument("--graph", default=None, help="module:ATTRIBUTE of another Graph")
+    parser.add_argument("--list", action="store_true", help="print the graph and its arguments, start nothing")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds nodes get to stop after SIGINT")
+    parser.add_argument("--no-graph-watch", action="store_true", help="do not watch the ROS graph")
+    opts = parser.parse_args(argv)
+    graph = load_graph(opts.graph) if opts.graph else TRAIN_GRAPH
+    try:
+        launcher = Launcher(graph, parse_overrides(opts.arguments), opts.grace, not opts.no_graph_watch)
+    except ValueError as err:
+        parser.error(str(err))
+    if opts.list:
+        print(launcher.describe())
+        for arg in graph.arguments:
+            choices = f" ({'|'.join(arg.choices)})" if arg.choices else ""
+            print(f"  arg {arg.name}:={arg.default}{choices}  {arg.description}")
+        return 0
+    return launcher.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Declare node parameters from one table, with descriptors, ranges and live validation.
+
+Every node declares its parameters through :func:`declare`. A ``SetParameters`` call (what
+``ros2 param set`` does) is checked by rclpy against the declared type and range, then by
+:class:`ParameterTable` for non-finite values and the parameter's own validator; a refused
+value comes back with a reason and changes nothing. Accepted changes reach the node through
+``on_change`` handlers, which run after the new value is in place.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+Validator = Callable[[Any], "str | None"]  # returns a reason to refuse, or None
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    min: float | None = None  # inclusive range; both bounds or neither
+    max: float | None = None
+    step: float = 0.0  # 0 = any value in range
+    read_only: bool = False  # fixed at start (e.g. network sizes, ports)
+    validator: Validator | None = None
+    unit: str = ""
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description + (f" [{self.unit}]" if self.unit else "")
+        desc = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only)
+        if self.min is not None and self.max is not None:
+            if isinstance(self.default, bool):
+                raise TypeError(f"{self.name}: a bool parameter cannot have a range")
+            if isinstance(self.default, int):
+                desc.integer_range = [IntegerRange(from_value=int(self.min), to_value=int(self.max), step=int(self.step))]
+            else:
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(self.min), to_value=float(self.max), step=float(self.step))
+                ]
+            desc.additional_constraints = f"{self.min} <= {self.name} <= {self.max}"
+        return desc
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+class ParameterTable:
+    """The declared parameters of one node and what to do when they change."""
+
+    def __init__(self, node: Node, specs: Iterable[ParamSpec]):
+        self.node = node
+        self.specs = {s.name: s for s in specs}
+        self._handlers: dict[str, list[Callable[[Any], None]]] = {}
+        for spec in self.specs.values():
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        node.add_on_set_parameters_callback(self._validate)
+        node.add_post_set_parameters_callback(self._apply)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.node.get_parameter(name).value
+
+    def values(self) -> dict[str, Any]:
+        return {name: self[name] for name in self.specs}
+
+    def on_change(self, name: str, handler: Callable[[Any], None]) -> None:
+        """Call ``handler(new_value)`` after ``name`` was changed by a SetParameters call."""
+        if name not in self.specs:
+            raise KeyError(f"{name} is not a declared parameter of {self.node.get_name()}")
+        self._handlers.setdefault(name, []).append(handler)
+
+    def _validate(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            spec = self.specs.get(param.name)
+            if spec is None:
+                continue  # not ours (e.g. use_sim_time): rclpy handles it
+            value = param.value
+            if param.type_ == Parameter.Type.NOT_SET:
+                return SetParametersResult(successful=False, reason=f"{param.name} cannot be undeclared")
+            if not _finite(value):
+                return SetParametersResult(successful=False, reason=f"{param.name} must be finite, got {value}")
+            if spec.validator is not None:
+                reason = spec.validator(value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=f"{param.name}: {reason}")
+        return SetParametersResult(successful=True)
+
+    def _apply(self, params: list[Parameter]) -> None:
+        for param in params:
+            for handler in self._handlers.get(param.name, ()):
+                handler(param.value)
+            spec = self.specs.get(param.name)
+            if spec is not None and not spec.read_only:
+                self.node.get_logger().info(f"parameter {param.name} set to {param.value}")
+
+
+def declare(node: Node, specs: Iterable[ParamSpec]) -> ParameterTable:
+    return ParameterTable(node, specs)
+
+
+PARAMETER_TYPE_NAMES = {
+    ParameterType.PARAMETER_BOOL: "bool",
+    ParameterType.PARAMETER_INTEGER: "integer",
+    ParameterType.PARAMETER_DOUBLE: "double",
+    ParameterType.PARAMETER_STRING: "string",
+}

@@ -1,0 +1,34 @@
+"""Bad input is counted, logged once with what was wrong, and dropped; the node keeps going."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable
+
+
+class DropCounter:
+    """Counts refused messages per reason and logs the first of each reason only."""
+
+    def __init__(self, logger, what: str):
+        self._logger = logger
+        self._what = what
+        self.by_reason: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_reason.values())
+
+    def drop(self, reason: str) -> None:
+        self.by_reason[reason] += 1
+        if self.by_reason[reason] == 1:
+            self._logger.warning(
+                f"dropped a {self._what}: {reason} (further drops for this reason are counted, not logged)"
+            )
+
+
+def non_finite(name: str, values: Iterable[float]) -> str | None:
+    """A reason if any value is NaN or infinite, else None."""
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            return f"{name}[{i}] is {v}"
+    return None

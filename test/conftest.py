@@ -1,0 +1,46 @@
+"""Fixtures shared by the tests: an isolated ROS domain per test run, real rclpy nodes
+in-process and as subprocesses, and waits with timeouts (see ros_harness.py)."""
+import os
+import random
+import tempfile
+import uuid
+
+# Before anything imports rclpy: this run gets its own DDS domain, kept on loopback, so
+# parallel runs (and anything else on the machine) never see each other's traffic.
+if "HILSERL_TEST_DOMAIN" not in os.environ:
+    os.environ["HILSERL_TEST_DOMAIN"] = str(random.SystemRandom().randint(1, 100))
+os.environ["ROS_DOMAIN_ID"] = os.environ["HILSERL_TEST_DOMAIN"]
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="hilserl-roslog-"))
+# Every process a test starts carries this marker, so tests can prove none is left behind.
+os.environ.setdefault("HILSERL_TEST_RUN", uuid.uuid4().hex)
+
+import pytest  # noqa: E402
+
+from ros_harness import NodeProcess, RosSession  # noqa: E402
+
+
+@pytest.fixture
+def ros():
+    """A fresh rclpy context with a background executor; nodes made here are spun."""
+    session = RosSession()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def node_process():
+    """Start node modules as subprocesses (``python -m module --ros-args ...``); all are
+    stopped (SIGINT, then SIGKILL) at the end of the test."""
+    started: list[NodeProcess] = []
+
+    def start(module: str, *ros_args: str, name: str | None = None, env: dict | None = None) -> NodeProcess:
+        proc = NodeProcess(module, list(ros_args), name=name, env=env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,167 @@
+"""Test harness: real rclpy nodes on the run's own domain (set in conftest.py)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TEST_DIR)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str = "condition", period: float = 0.02) -> Any:
+    """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(period)
+
+
+class TopicProbe:
+    """Collects every message on a topic."""
+
+    def __init__(self, node: Node, msg_type, topic: str, qos: QoSProfile | int = 10):
+        self.messages: list = []
+        self._lock = threading.Lock()
+        self.sub = node.create_subscription(msg_type, topic, self._on_msg, qos)
+        self.topic = topic
+
+    def _on_msg(self, msg) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def wait(self, count: int = 1, timeout: float = 10.0, where: Callable | None = None) -> list:
+        def ready():
+            with self._lock:
+                hits = [m for m in self.messages if where is None or where(m)]
+            return hits if len(hits) >= count else None
+
+        return wait_for(ready, timeout, f"{count} message(s) on {self.topic}")
+
+
+class RosSession:
+    """A private rclpy context whose nodes spin on a background executor."""
+
+    def __init__(self, threads: int = 2):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self.nodes: list[Node] = []
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # context shut down under the executor at the end of a test
+            pass
+
+    def node(self, name: str, **kwargs) -> Node:
+        node = Node(name, context=self.context, **kwargs)
+        return self.add(node)
+
+    def add(self, node: Node) -> Node:
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def probe(self, node: Node, msg_type, topic: str, qos: QoSProfile | int = 10) -> TopicProbe:
+        return TopicProbe(node, msg_type, topic, qos)
+
+    def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 10.0) -> None:
+        wait_for(lambda: publisher.get_subscription_count() >= count, timeout,
+                 f"{count} subscriber(s) on {publisher.topic_name}")
+
+    def call(self, client, request, timeout: float = 10.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available after {timeout} s")
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"reply from {client.srv_name}")
+        return future.result()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+        self.executor.shutdown(timeout_sec=2)
+        for node in self.nodes:
+            node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5)
+
+
+class NodeProcess:
+    """A node running as its own process, with its output kept for assertions."""
+
+    def __init__(self, module: str, ros_args: list[str], name: str | None = None, env: dict | None = None):
+        cmd = [sys.executable, "-m", module, "--ros-args"]
+        if name:
+            cmd += ["-r", f"__node:={name}"]
+        cmd += ros_args
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join([TEST_DIR, full_env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=full_env, start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stdout.readline, ""):
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_output(self, text: str, timeout: float = 15.0) -> None:
+        wait_for(lambda: text in self.output, timeout, f"{text!r} in the output of pid {self.proc.pid}:\n{self.output}")
+
+    def stop(self, timeout: float = 10.0, escalate: bool = True) -> int | None:
+        """SIGINT, then (``escalate``) SIGKILL after ``timeout``; returns the exit code, or
+        None if the process outlived the timeout and was not escalated."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if not escalate:
+                    return None
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """PIDs of live processes whose environment carries HILSERL_TEST_RUN=<marker>."""
+    needle = f"HILSERL_TEST_RUN={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != "Z":
+            found.append(int(entry))
+    return found

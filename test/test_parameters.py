@@ -1,0 +1,90 @@
+"""Parameters declared with descriptors and ranges, changed through the SetParameters service
+(the call `ros2 param set` makes), refused with a reason when bad."""
+import math
+
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
+from rclpy.node import Node
+
+from hilserl_ros.ros.params import ParamSpec, declare
+
+pytestmark = pytest.mark.ros
+
+
+class KnobNode(Node):
+    def __init__(self, context):
+        super().__init__("knobs", context=context)
+        self.changes = []
+        self.params = declare(self, [
+            ParamSpec("target_entropy", -2.0, "SAC entropy target", min=-20.0, max=0.0, unit="nats"),
+            ParamSpec("utd_ratio", 2, "critic updates per actor update", min=1, max=20),
+            ParamSpec("batch_size", 256, "batch", min=8, max=4096,
+                      validator=lambda v: None if v % 8 == 0 else "must be a multiple of 8"),
+            ParamSpec("hidden", 256, "layer width (fixed at start)", read_only=True),
+            ParamSpec("gain", 1.0, "a double with no range"),
+        ])
+        self.params.on_change("target_entropy", lambda v: self.changes.append(("target_entropy", v)))
+
+
+def double(name, value):
+    return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+
+
+def integer(name, value):
+    return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
+
+
+@pytest.fixture
+def knobs(ros):
+    node = ros.add(KnobNode(ros.context))
+    client_node = ros.node("param_client")
+    client = client_node.create_client(SetParameters, "/knobs/set_parameters")
+
+    def set_param(msg):
+        (result,) = ros.call(client, SetParameters.Request(parameters=[msg])).results
+        return result
+
+    return node, set_param, client_node
+
+
+def test_accepted_value_reaches_the_node(knobs, ros):
+    node, set_param, client_node = knobs
+    result = set_param(double("target_entropy", -4.0))
+    assert result.successful, result.reason
+    assert node.params["target_entropy"] == -4.0
+    assert node.changes == [("target_entropy", -4.0)]
+    # and a GetParameters call (ros2 param get) reads the new value back
+    getter = client_node.create_client(GetParameters, "/knobs/get_parameters")
+    (value,) = ros.call(getter, GetParameters.Request(names=["target_entropy"])).values
+    assert value.double_value == -4.0
+
+
+@pytest.mark.parametrize("msg, why", [
+    (double("target_entropy", 1.5), "range"),
+    (double("target_entropy", math.nan), "range"),
+    (double("gain", math.nan), "finite"),
+    (double("gain", math.inf), "finite"),
+    (integer("utd_ratio", 0), "range"),
+    (integer("batch_size", 100), "multiple of 8"),
+    (integer("target_entropy", -2), "type"),
+    (integer("hidden", 512), "read-only"),
+])
+def test_bad_values_are_refused_with_a_reason(knobs, msg, why):
+    node, set_param, _ = knobs
+    before = node.params.values()
+    result = set_param(msg)
+    assert not result.successful
+    assert why in result.reason.lower(), result.reason
+    assert node.params.values() == before
+    assert node.changes == []
+
+
+def test_descriptors_publish_ranges_and_units(knobs, ros):
+    _, _, client_node = knobs
+    client = client_node.create_client(DescribeParameters, "/knobs/describe_parameters")
+    te, utd = ros.call(client, DescribeParameters.Request(names=["target_entropy", "utd_ratio"])).descriptors
+    assert (te.floating_point_range[0].from_value, te.floating_point_range[0].to_value) == (-20.0, 0.0)
+    assert "[nats]" in te.description
+    assert (utd.integer_range[0].from_value, utd.integer_range[0].to_value) == (1, 20)
