@@ -11,10 +11,10 @@ ROOT := $(CURDIR)
 VENV_ABS := $(abspath $(VENV))
 VENV_STAMP := $(VENV)/.hilserl-requirements
 BUILD_STAMP := install/.hilserl-build
-INTERFACES := $(wildcard msg/*.msg srv/*.srv)
+INTERFACES := $(wildcard msg/*.msg srv/*.srv) msg srv
 # Entry points are generated for the node modules that exist (graph.py), so adding one
 # re-runs the install and the build.
-NODE_MODULES := hilserl_ros/graph.py $(wildcard hilserl_ros/nodes/*_node.py)
+NODE_MODULES := hilserl_ros/graph.py hilserl_ros/nodes $(wildcard hilserl_ros/nodes/*_node.py)
 PYTEST_ARGS ?=
 ARGS ?=
 
@@ -22,27 +22,31 @@ ARGS ?=
 # generated interfaces, and the source checkout first on PYTHONPATH so edits to Python code
 # take effect without a rebuild. The ROS wheels' own libraries are put on LD_LIBRARY_PATH by
 # ros-wheels-bootstrapper (a .pth that re-executes Python with it set).
-RUN = env PATH="$(VENV_ABS)/bin:$$PATH" \
+# Variables a sourced system ROS would set are replaced, not extended: its libraries and
+# Python modules must not mix with the venv's Kilted wheels.
+RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PATH -u CMAKE_PREFIX_PATH \
+	PATH="$(VENV_ABS)/bin:$$PATH" \
 	PYTHONPATH="$(ROOT):$$(cat $(VENV)/.hilserl-sitedir 2>/dev/null)" \
-	LD_LIBRARY_PATH="$(ROOT)/install/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+	LD_LIBRARY_PATH="$(ROOT)/install/lib" \
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train test test-fast build clean distclean graph
+.PHONY: setup train test test-fast build clean distclean graph bench-learner lock
 
 setup: $(BUILD_STAMP)
 
-$(VENV_STAMP): requirements.txt setup.py $(NODE_MODULES)
+$(VENV_STAMP): requirements.txt constraints.txt setup.py $(NODE_MODULES)
 	@test -x $(PY) || { echo "[setup] creating $(VENV) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); }
 	@echo "[setup] installing pinned requirements into $(VENV)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 # colcon builds the interfaces (msg/, srv/) and installs the package into install/.
 $(BUILD_STAMP): $(VENV_STAMP) CMakeLists.txt package.xml $(NODE_MODULES) $(INTERFACES)
 	@echo "[setup] colcon build (interfaces and package)"
-	env PATH="$(VENV_ABS)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV_ABS)" CMAKE_PREFIX_PATH="$(VENV_ABS)" \
+	env -u PYTHONPATH -u LD_LIBRARY_PATH -u COLCON_PREFIX_PATH \
+		PATH="$(VENV_ABS)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV_ABS)" CMAKE_PREFIX_PATH="$(VENV_ABS)" \
 		$(VENV)/bin/colcon --log-base log build --merge-install --base-paths . \
 		--event-handlers console_direct- console_cohesion- summary+ \
 		--cmake-args -DPython3_EXECUTABLE=$(VENV_ABS)/bin/python -DBUILD_TESTING=OFF
@@ -62,6 +66,15 @@ test: $(BUILD_STAMP)
 
 test-fast: $(BUILD_STAMP)
 	$(RUN) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench-learner: $(BUILD_STAMP)
+	$(RUN) $(PY) bench/learner.py $(ARGS)
+
+# Re-pin every package of the venv after a change to requirements.txt.
+lock: $(VENV_STAMP)
+	{ echo "# Full lock of the venv (pip freeze), applied with -c so transitive dependencies are pinned too."; \
+	  echo "# Regenerate after changing requirements.txt: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable --disable-pip-version-check; } > constraints.txt
 
 clean:
 	rm -rf build install log

@@ -28,6 +28,13 @@ class LaunchArg:
     default: str
     description: str
     choices: tuple[str, ...] = ()
+    kind: type = str  # type of the parameters it sets: str, bool, int or float
+
+    def typed(self, value: str) -> object:
+        """The parameter value for ``value`` (launch arguments are strings)."""
+        if self.kind is bool:
+            return parse_bool(value, self.name)
+        return self.kind(value)
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,14 @@ class NodeSpec:
 
 
 LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
-    LaunchArg("use_sim", "true", "MuJoCo SO-101 (true) or the real arm on `port` (false)", ("true", "false")),
+    LaunchArg("use_sim", "true", "MuJoCo SO-101 (true) or the real arm on `port` (false)", ("true", "false"), bool),
     LaunchArg("task", "reach", "Simulated task", ("reach", "pick_cube")),
     LaunchArg("port", "/dev/ttyACM0", "Serial port of the Feetech servo bus (real arm)"),
     LaunchArg("camera", "0", "OpenCV camera index or device path (real arm)"),
-    LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false")),
+    LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false"), bool),
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
-    LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false")),
-    LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false")),
+    LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
+    LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
 )
 
 # The training graph. Node names are the ones users type: `ros2 param set /learner ...`.
@@ -210,24 +217,14 @@ def is_active(spec: NodeSpec, args: Mapping[str, str]) -> bool:
     return True
 
 
-def _typed(value: str) -> object:
-    """Launch arguments are strings; give parameters the type a params file would."""
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def node_parameters(spec: NodeSpec, args: Mapping[str, str]) -> dict[str, object]:
-    """Parameters set on top of the node's parameter file (from launch arguments)."""
+def node_parameters(spec: NodeSpec, args: Mapping[str, str],
+                    arguments: tuple[LaunchArg, ...] = LAUNCH_ARGUMENTS) -> dict[str, object]:
+    """Parameters set on top of the node's parameter file (from launch arguments), typed by
+    the argument's ``kind`` (so ``camera:=0`` stays the string "0" for a string parameter)."""
+    kinds = {a.name: a for a in arguments}
     params: dict[str, object] = dict(spec.parameters)
     for param, arg in spec.arg_parameters.items():
-        params[param] = _typed(args[arg])
+        params[param] = kinds[arg].typed(args[arg]) if arg in kinds else args[arg]
     return params
 
 

@@ -26,19 +26,47 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from hilserl_ros.graph import TRAIN_GRAPH, Graph, NodeSpec, is_implemented, node_parameters, params_file_path
+from hilserl_ros.graph import (
+    LAUNCH_ARGUMENTS,
+    TRAIN_GRAPH,
+    Graph,
+    LaunchArg,
+    NodeSpec,
+    is_implemented,
+    node_parameters,
+    params_file_path,
+)
 
 PR_SET_PDEATHSIG = 1
 TAIL_LINES = 15
 MAX_RESPAWN_DELAY = 30.0
+HEALTHY_RUN = 60.0  # a node that ran this long before dying gets its respawn back-off reset
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if the launcher dies (Linux)."""
+try:  # resolved here, in the parent: the child must not dlopen between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def die_with_parent(parent_pid: int):
+    """A ``preexec_fn``: SIGTERM the child when ``parent_pid`` dies (Linux). Closes the race
+    where the parent died before prctl took effect by checking the parent pid afterwards."""
+
+    def arm() -> None:
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return arm
+
+
+def signal_name(returncode: int) -> str:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _param_literal(value: object) -> str:
@@ -50,13 +78,14 @@ def _param_literal(value: object) -> str:
     return json.dumps(str(value))
 
 
-def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None) -> list[str]:
+def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None,
+                 arguments: tuple[LaunchArg, ...] = LAUNCH_ARGUMENTS) -> list[str]:
     """The command line that runs one node, the same one ``ros2 launch`` builds."""
     cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
     path = params_file_path(spec, share)
     if path is not None and os.path.isfile(path):
         cmd += ["--params-file", path]
-    for name, value in node_parameters(spec, args).items():
+    for name, value in node_parameters(spec, args, arguments).items():
         cmd += ["-p", f"{name}:={_param_literal(value)}"]
     for src, dst in spec.remappings:
         cmd += ["-r", f"{src}:={dst}"]
@@ -70,9 +99,11 @@ class ManagedNode:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
+    restarts_in_a_row: int = 0
+    seen_absent: bool = True  # name seen gone from the ROS graph since this process started
     next_start: float | None = None  # respawn scheduled at this time
-    up_reported: bool = False
     status: str = "pending"
+    reader: threading.Thread | None = None
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
 
 
@@ -94,9 +125,12 @@ class Launcher:
         self._stop = threading.Event()
         active = graph.active_nodes(self.args)
         self.missing = [s for s in active if not is_implemented(s)]
-        self.nodes = [ManagedNode(s, node_command(s, self.args)) for s in active if is_implemented(s)]
+        self.nodes = [ManagedNode(s, node_command(s, self.args, arguments=graph.arguments))
+                      for s in active if is_implemented(s)]
         self.failed = False
         self._stopping = False  # set once we signal the nodes ourselves
+        self._stop_reason: str | None = None  # set by signal handlers (no locks there)
+        self._visible: frozenset | None = None  # node names on the ROS graph (watcher thread)
 
     # -- output -------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -122,14 +156,14 @@ class Launcher:
             text=True,
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches the launcher only; it forwards
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(os.getpid()),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         managed.started_at = time.monotonic()
         managed.next_start = None
-        managed.up_reported = False
         managed.status = "starting"
-        threading.Thread(target=self._pump, args=(managed, managed.process.stdout), daemon=True).start()
+        managed.reader = threading.Thread(target=self._pump, args=(managed, managed.process.stdout), daemon=True)
+        managed.reader.start()
         self.say(f"{managed.spec.name}: started (pid {managed.process.pid})")
 
     def _signal_all(self, sig: int) -> None:
@@ -153,25 +187,31 @@ class Launcher:
                 continue
             code = proc.returncode
             ran = now - managed.started_at
+            if managed.reader is not None:
+                managed.reader.join(timeout=2.0)  # its last lines are read before we report them
             if self._stopping:
                 # asked to stop by us: not a crash, whatever the exit code
                 managed.status = "stopped" if code == 0 else "killed"
-                how = "cleanly" if code == 0 else (f"by {signal.Signals(-code).name}" if code < 0 else f"code {code}")
+                how = "cleanly" if code == 0 else (f"by {signal_name(code)}" if code < 0 else f"code {code}")
                 self.say(f"{managed.spec.name}: stopped {how} after {ran:.1f} s")
-            elif code == 0:
-                managed.status = "exited"
-                self.say(f"{managed.spec.name}: exited cleanly after {ran:.1f} s")
             else:
-                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                self.say(f"{managed.spec.name}: DIED ({how}) after {ran:.1f} s; its last lines:")
-                with self._lock:
-                    for line in managed.tail:
-                        print(f"    | {line}", file=self.out, flush=True)
-                if managed.spec.respawn:
-                    delay = min(managed.spec.respawn_delay * (2 ** managed.restarts), MAX_RESPAWN_DELAY)
+                if code == 0:
+                    self.say(f"{managed.spec.name}: exited cleanly after {ran:.1f} s")
+                else:
+                    how = f"killed by {signal_name(code)}" if code < 0 else f"exit code {code}"
+                    self.say(f"{managed.spec.name}: DIED ({how}) after {ran:.1f} s; its last lines:")
+                    with self._lock:
+                        for line in managed.tail:
+                            print(f"    | {line}", file=self.out, flush=True)
+                if managed.spec.respawn:  # as launch_ros: respawn on any exit
+                    if ran > HEALTHY_RUN:
+                        managed.restarts_in_a_row = 0
+                    delay = min(managed.spec.respawn_delay * (2 ** managed.restarts_in_a_row), MAX_RESPAWN_DELAY)
                     managed.next_start = now + delay
                     managed.status = "respawning"
                     self.say(f"{managed.spec.name}: respawning in {delay:.1f} s")
+                elif code == 0:
+                    managed.status = "exited"
                 else:
                     managed.status = "died"
                     self.failed = True
@@ -181,6 +221,8 @@ class Launcher:
         for managed in self.nodes:
             if managed.status == "respawning" and managed.next_start is not None and now >= managed.next_start:
                 managed.restarts += 1
+                managed.restarts_in_a_row += 1
+                managed.seen_absent = False  # the dead process's name may linger in discovery
                 self._start(managed)
 
     def _graph_watch(self) -> None:
@@ -195,17 +237,24 @@ class Launcher:
         watcher = rclpy.create_node("_hilserl_launcher", context=context, enable_rosout=False)
         try:
             while not self._stop.wait(0.5):
-                names = set(watcher.get_node_names())
-                for managed in self.nodes:
-                    if managed.status == "starting" and managed.spec.name in names:
-                        managed.status = "up"
-                        if not managed.up_reported:
-                            managed.up_reported = True
-                            took = time.monotonic() - managed.started_at
-                            self.say(f"{managed.spec.name}: up on the ROS graph ({took:.1f} s)")
+                self._visible = frozenset(watcher.get_node_names())  # one atomic assignment
         finally:
             watcher.destroy_node()
             context.try_shutdown()
+
+    def _report_up(self) -> None:
+        visible = self._visible
+        if visible is None:
+            return
+        for managed in self.nodes:
+            if managed.status != "starting":
+                continue
+            if managed.spec.name not in visible:
+                managed.seen_absent = True
+            elif managed.seen_absent:
+                managed.status = "up"
+                took = time.monotonic() - managed.started_at
+                self.say(f"{managed.spec.name}: up on the ROS graph ({took:.1f} s)")
 
     # -- main loop ------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -218,8 +267,9 @@ class Launcher:
 
     def run(self, install_signal_handlers: bool = True) -> int:
         if install_signal_handlers:
-            signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
-            signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
+            # a handler may interrupt the main thread inside say(): it only records the request
+            signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop_reason", "SIGINT"))
+            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop_reason", "SIGTERM"))
         for line in self.describe().splitlines():
             self.say(line)
         if self.missing:
@@ -234,13 +284,17 @@ class Launcher:
         for managed in self.nodes:
             self._start(managed)
         while not self._stop.is_set():
+            if self._stop_reason is not None:
+                self.request_stop(self._stop_reason)
+                break
             self._reap()
             self._respawn_due()
+            self._report_up()
             if not self._running() and not any(m.status == "respawning" for m in self.nodes):
                 self.say("every node has exited")
                 self._stop.set()
                 break
-            self._stop.wait(0.1)
+            time.sleep(0.1)
         self._shutdown()
         if watcher is not None:
             watcher.join(timeout=5)

@@ -22,7 +22,7 @@ def _nodes(context, graph=TRAIN_GRAPH):
         path = params_file_path(spec)
         if path is not None:
             parameters.append(path)
-        extra = node_parameters(spec, args)
+        extra = node_parameters(spec, args, graph.arguments)
         if extra:
             parameters.append(extra)
         actions.append(

@@ -1,14 +1,33 @@
 """Fixtures shared by the tests: an isolated ROS domain per test run, real rclpy nodes
 in-process and as subprocesses, and waits with timeouts (see ros_harness.py)."""
+import fcntl
 import os
 import random
 import tempfile
 import uuid
 
+
+def _claim_domain() -> int:
+    """A DDS domain no other test run on this machine holds: an exclusive lock file per
+    domain, kept for the life of this process (the OS drops it when the process ends)."""
+    candidates = list(range(1, 102))
+    random.SystemRandom().shuffle(candidates)
+    for domain in candidates:
+        fh = open(os.path.join(tempfile.gettempdir(), f"hilserl-ros-domain-{domain}.lock"), "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _claim_domain.held = fh  # keep the lock
+        return domain
+    raise RuntimeError("every ROS domain 1-101 is held by another test run")
+
+
 # Before anything imports rclpy: this run gets its own DDS domain, kept on loopback, so
 # parallel runs (and anything else on the machine) never see each other's traffic.
 if "HILSERL_TEST_DOMAIN" not in os.environ:
-    os.environ["HILSERL_TEST_DOMAIN"] = str(random.SystemRandom().randint(1, 100))
+    os.environ["HILSERL_TEST_DOMAIN"] = str(_claim_domain())
 os.environ["ROS_DOMAIN_ID"] = os.environ["HILSERL_TEST_DOMAIN"]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="hilserl-roslog-"))

@@ -15,6 +15,8 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from hilserl_ros.launcher import die_with_parent
+
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TEST_DIR)
 
@@ -116,7 +118,8 @@ class NodeProcess:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env["PYTHONPATH"] = os.pathsep.join([TEST_DIR, full_env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=full_env, start_new_session=True)
+                                     env=full_env, start_new_session=True,
+                                     preexec_fn=die_with_parent(os.getpid()))  # never outlives pytest
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

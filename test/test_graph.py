@@ -41,7 +41,9 @@ def test_cmake_reads_the_entry_points_from_the_graph():
 
 
 def test_colcon_installed_one_executable_per_existing_node():
-    lib = os.path.join(REPO_ROOT, "install", "lib", "hilserl_ros")
+    from ament_index_python.packages import get_package_prefix
+
+    lib = os.path.join(get_package_prefix("hilserl_ros"), "lib", "hilserl_ros")
     installed = sorted(os.listdir(lib)) if os.path.isdir(lib) else []
     assert installed == sorted(e.split("=")[0] for e in graph.entry_points())
 

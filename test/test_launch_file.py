@@ -11,37 +11,49 @@ from hilserl_ros import graph
 from ros_harness import REPO_ROOT
 
 
-class Recorded:
-    """Stand-in action: remembers how it was constructed."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
+# Stand-ins with the real signatures (launch / launch_ros, Jazzy and Kilted), so a misspelt
+# or unsupported keyword fails here as it would under ros2 launch.
+EXECUTE_PROCESS_KWARGS = {"output", "emulate_tty", "respawn", "respawn_delay", "respawn_max_retries",
+                          "sigterm_timeout", "sigkill_timeout", "cwd", "env", "additional_env", "shell",
+                          "on_exit", "log_cmd", "cached_output", "output_format"}
 
 
 class LaunchConfiguration:
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, variable_name, *, default=None):
+        self.name = variable_name
 
     def perform(self, context):
         return context.launch_configurations[self.name]
 
 
-class LaunchDescription(Recorded):
-    @property
-    def entities(self):
-        return self.args[0]
+class LaunchDescription:
+    def __init__(self, initial_entities=None, *, deprecated_reason=None):
+        self.entities = list(initial_entities or [])
 
 
-class DeclareLaunchArgument(Recorded):
-    pass
+class DeclareLaunchArgument:
+    def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
+        if choices is not None and default_value is not None and default_value not in choices:
+            raise ValueError(f"default {default_value!r} of {name} is not one of {choices}")
+        self.args = (name,)
+        self.kwargs = {"default_value": default_value, "description": description}
+        if choices is not None:
+            self.kwargs["choices"] = choices
 
 
-class OpaqueFunction(Recorded):
-    pass
+class OpaqueFunction:
+    def __init__(self, *, function, args=None, kwargs=None, **left_over_kwargs):
+        self.kwargs = {"function": function}
 
 
-class Node(Recorded):
-    pass
+class Node:
+    def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None,
+                 parameters=None, remappings=None, ros_arguments=None, arguments=None, **kwargs):
+        unknown = set(kwargs) - EXECUTE_PROCESS_KWARGS
+        if unknown:
+            raise TypeError(f"launch_ros Node() got unexpected keyword arguments {sorted(unknown)}")
+        self.kwargs = {"executable": executable, "package": package, "name": name, "parameters": parameters,
+                       "remappings": remappings, **kwargs}
 
 
 @pytest.fixture
