@@ -1,0 +1,183 @@
+"""SAC updates per second: hilserl_ros's learner core against Stable-Baselines3's SAC.
+
+    make bench-learner        (python bench/learner.py [--quick])
+
+Counting: one *gradient step* = one critic step + one actor step (what SB3's
+``train(gradient_steps=1)`` does). Equal work is compared at UTD 1 with the same MLPs
+(2 critics, 256x256, no LayerNorm on either side), batch 256, observation 20, action 4, the
+same torch thread count, both sampling from a replay buffer prefilled with the same number
+of transitions. The HIL-SERL configuration (UTD 2 = two critic steps per actor step, LayerNorm
+critics) is reported separately as an absolute rate. (b) one 128x128 camera + state: both
+sides use the same conv encoder (SB3 through a features extractor), shared by actor and critic.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import interleaved, matmul_gflops, versions, write  # noqa: E402
+
+from hilserl_ros.learning.buffers import ReplayBuffer  # noqa: E402
+from hilserl_ros.learning.config import SACConfig  # noqa: E402
+from hilserl_ros.learning.networks import ConvEncoder  # noqa: E402
+from hilserl_ros.learning.sac import SACAgent  # noqa: E402
+
+OBS, ACT, BATCH, HIDDEN, IMG = 20, 4, 256, (256, 256), 128
+
+
+def flops_per_gradient_step(obs: int, act: int, hidden=HIDDEN, critics: int = 2, utd: int = 1, batch: int = BATCH) -> float:
+    """Matmul FLOPs of one update, counted from the layer sizes (2*in*out per sample per layer
+    forward; a backward pass costs twice its forward, an input-only backward once)."""
+    def mlp(i, widths, o):
+        dims = [i, *widths, o]
+        return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+
+    actor = mlp(obs, hidden, 2 * act)
+    critic = critics * mlp(obs + act, hidden, 1)
+    critic_step = actor + critic + 3 * critic  # next action, target Q, Q forward + backward
+    actor_step = 3 * actor + 2 * critic  # actor fwd+bwd, Q forward + input-gradient backward
+    return batch * (utd * critic_step + actor_step)
+
+
+# ----------------------------------------------------------------------------- ours
+def ours(config: SACConfig, transitions: int, images: bool = False):
+    torch.manual_seed(0)
+    agent = SACAgent(config)
+    shapes = {"front": (IMG, IMG, 3)} if images else {}
+    buf = ReplayBuffer(transitions, config.obs_dim, config.action_dim, shapes, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(transitions):
+        frames = {"front": rng.integers(0, 256, (IMG, IMG, 3), dtype=np.uint8)} if images else None
+        buf.add(rng.normal(size=config.obs_dim), rng.uniform(-1, 1, config.action_dim), float(rng.normal()),
+                rng.normal(size=config.obs_dim), False, images=frames, next_images=frames)
+
+    def run(steps):
+        for _ in range(steps):
+            agent.update(buf.sample)
+    return run
+
+
+# ----------------------------------------------------------------------------- SB3
+def sb3(transitions: int, images: bool = False):
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class ConvPlusState(BaseFeaturesExtractor):
+        """The same ConvEncoder as ours, plus the state passed through."""
+
+        def __init__(self, space):
+            super().__init__(space, features_dim=256 + OBS)
+            self.conv = ConvEncoder(IMG, 256)
+
+        def forward(self, obs):
+            return torch.cat([obs["state"], self.conv(obs["front"])], dim=-1)
+
+    box = gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)
+    if images:
+        space = gym.spaces.Dict({"state": box, "front": gym.spaces.Box(0, 255, (3, IMG, IMG), np.uint8)})
+    else:
+        space = box
+
+    class Null(gym.Env):
+        observation_space = space
+        action_space = gym.spaces.Box(-1, 1, (ACT,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    kwargs = dict(net_arch=list(HIDDEN), n_critics=2)
+    if images:
+        kwargs.update(features_extractor_class=ConvPlusState, share_features_extractor=True)
+    model = SAC("MultiInputPolicy" if images else "MlpPolicy", Null(), batch_size=BATCH, buffer_size=transitions,
+                learning_starts=0, policy_kwargs=kwargs, device="cpu", seed=0, gradient_steps=1)
+    model.set_logger(configure(folder=None, format_strings=[]))
+    rng = np.random.default_rng(0)
+    for _ in range(transitions):
+        if images:
+            frame = rng.integers(0, 256, (1, 3, IMG, IMG), dtype=np.uint8)
+            o = {"state": rng.normal(size=(1, OBS)).astype(np.float32), "front": frame}
+            o2 = {"state": rng.normal(size=(1, OBS)).astype(np.float32), "front": frame}
+        else:
+            o, o2 = rng.normal(size=(1, OBS)).astype(np.float32), rng.normal(size=(1, OBS)).astype(np.float32)
+        model.replay_buffer.add(o, o2, rng.uniform(-1, 1, (1, ACT)).astype(np.float32),
+                                np.array([rng.normal()], np.float32), np.array([False]), [{}])
+
+    def run(steps):
+        model.train(gradient_steps=steps, batch_size=BATCH)
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--threads", type=int, default=2)
+    opts = parser.parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    steps, repeats = (20, 2) if opts.quick else (100, 5)
+    transitions = 5000
+
+    print(f"[bench] state: obs {OBS}, action {ACT}, batch {BATCH}, 2 critics {HIDDEN}, {opts.threads} threads")
+    equal_cfg = SACConfig(obs_dim=OBS, action_dim=ACT, hidden_dims=HIDDEN, layer_norm=False, utd_ratio=1,
+                          batch_size=BATCH)
+    hil_cfg = SACConfig(obs_dim=OBS, action_dim=ACT, hidden_dims=HIDDEN, utd_ratio=2, batch_size=BATCH)
+    contenders = {"hilserl_ros": ours(equal_cfg, transitions), "sb3": sb3(transitions),
+                  "hilserl_ros_hilserl_config": ours(hil_cfg, transitions)}
+    work = {name: steps for name in contenders}
+    state = interleaved({k: (lambda f=f: f(steps)) for k, f in contenders.items()}, work, repeats)
+    for name, r in state.items():
+        print(f"[bench] {name:28s} {r['median']:7.1f} updates/s (min {r['min']:.1f}, max {r['max']:.1f})")
+
+    gflops = matmul_gflops()
+    flops_equal = flops_per_gradient_step(OBS, ACT)
+    flops_hil = flops_per_gradient_step(OBS, ACT, utd=2)
+    bound_equal, bound_hil = gflops * 1e9 / flops_equal, gflops * 1e9 / flops_hil
+    print(f"[bench] matmul {gflops:.0f} GFLOP/s -> FLOP bound {bound_equal:.0f} gradient steps/s at UTD 1, "
+          f"{bound_hil:.0f} updates/s at UTD 2 ({flops_equal / 1e6:.0f} / {flops_hil / 1e6:.0f} MFLOP each)")
+
+    img_steps, img_repeats = (1, 1) if opts.quick else (3, 3)
+    print(f"[bench] image: one {IMG}x{IMG} camera + state {OBS}, same conv encoder, batch {BATCH}, UTD 1")
+    img_cfg = SACConfig(obs_dim=OBS, action_dim=ACT, hidden_dims=HIDDEN, layer_norm=False, utd_ratio=1,
+                        batch_size=BATCH, image_keys=("front",), image_size=IMG)
+    image = interleaved({"hilserl_ros": lambda f=ours(img_cfg, 600, images=True): f(img_steps),
+                         "sb3": lambda f=sb3(600, images=True): f(img_steps)},
+                        {"hilserl_ros": img_steps, "sb3": img_steps}, img_repeats)
+    for name, r in image.items():
+        print(f"[bench] image {name:22s} {r['median']:7.2f} updates/s (min {r['min']:.2f}, max {r['max']:.2f})")
+
+    ratio = state["hilserl_ros"]["median"] / state["sb3"]["median"]
+    image_ratio = image["hilserl_ros"]["median"] / image["sb3"]["median"]
+    path = write("learner", {
+        "counting": "one update = one actor step + utd_ratio critic steps; SB3 gradient step = 1 + 1",
+        "versions": versions("torch", "stable-baselines3", "numpy"),
+        "state_equal_work": {"config": "obs 20, act 4, batch 256, 2 critics 256x256, no LayerNorm, UTD 1",
+                             "hilserl_ros": state["hilserl_ros"], "sb3": state["sb3"], "ratio": ratio},
+        "state_hilserl_config": {"config": "obs 20, act 4, batch 256, 2 LayerNorm critics 256x256, UTD 2",
+                                 "hilserl_ros": state["hilserl_ros_hilserl_config"]},
+        "flop_bound": {"matmul_gflops": gflops, "mflop_per_update_utd1": flops_equal / 1e6,
+                       "mflop_per_update_utd2": flops_hil / 1e6, "bound_updates_per_s_utd1": bound_equal,
+                       "bound_updates_per_s_utd2": bound_hil,
+                       "fraction_of_bound_utd1": state["hilserl_ros"]["median"] / bound_equal},
+        "image": {"config": "one 128x128 camera + state 20, shared ConvEncoder, batch 256, UTD 1",
+                  "hilserl_ros": image["hilserl_ros"], "sb3": image["sb3"], "ratio": image_ratio},
+        "quick": opts.quick,
+    })
+    print(f"[bench] wrote {path}")
+    print(f"[bench] image: hilserl_ros / SB3 = {image_ratio:.2f}x")
+    print(f"[bench] state, equal work: hilserl_ros / SB3 = {ratio:.2f}x updates per second (target >= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Networks of the agent: observation encoders, the tanh-Gaussian actor, the critic ensemble
+(one batched matmul for all critics) and the discrete grasp critic."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hilserl_ros.learning.config import SACConfig
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], layer_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers.append(nn.Linear(in_dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(nn.ReLU())
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- encoders
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation: replicate-pad by ``pad`` pixels, crop back at a random integer offset
+    per image. ``images`` is [B, C, H, W]; the result has the same shape and dtype."""
+    if pad <= 0:
+        return images
+    b, c, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=images.device)
+    rows = (offsets[0, :, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (offsets[1, :, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    chan = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+class ConvEncoder(nn.Module):
+    """Small conv net for one 128x128 RGB camera: 4 stride-2 convs, then a learned spatial
+    embedding (HIL-SERL's SpatialLearnedEmbeddings idea) projected to ``latent_dim``."""
+
+    def __init__(self, image_size: int = 128, latent_dim: int = 256, channels: int = 32, num_features: int = 8):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        side = image_size
+        for _ in range(4):
+            side = (side + 1) // 2
+        # one learned spatial kernel per (channel, feature): sum over H, W
+        self.spatial = nn.Parameter(torch.randn(channels, side, side, num_features) * (1.0 / side))
+        self.project = nn.Sequential(nn.Linear(channels * num_features, latent_dim), nn.LayerNorm(latent_dim), nn.Tanh())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # channels-last runs the CPU (oneDNN) convolutions about twice as fast
+        x = self.convs(images.contiguous(memory_format=torch.channels_last))  # [B, C, h, w]
+        x = torch.einsum("bchw,chwf->bcf", x, self.spatial).flatten(1)
+        return self.project(x)
+
+
+class ObservationEncoder(nn.Module):
+    """State (passed through) + one ConvEncoder per camera. uint8 images in [0, 255] are
+    scaled to [0, 1] here, so buffers and messages keep uint8."""
+
+    def __init__(self, config: SACConfig):
+        super().__init__()
+        self.image_keys = config.image_keys
+        self.cameras = nn.ModuleDict({k: ConvEncoder(config.image_size, config.latent_dim) for k in config.image_keys})
+        self.out_dim = config.obs_dim + config.latent_dim * len(config.image_keys)
+
+    def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if not self.image_keys:
+            return state
+        parts = [state] if state.shape[-1] else []
+        for key in self.image_keys:
+            img = images[key].float().div_(255.0) if images[key].dtype == torch.uint8 else images[key]
+            parts.append(self.cameras[key](img))
+        return torch.cat(parts, dim=-1)
+
+
+# --------------------------------------------------------------------------- actor
+class TanhGaussianActor(nn.Module):
+    def __init__(self, in_dim: int, action_dim: int, config: SACConfig):
+        super().__init__()
+        self.trunk = mlp(in_dim, config.hidden_dims, config.layer_norm)
+        width = config.hidden_dims[-1] if config.hidden_dims else in_dim
+        self.mean = nn.Linear(width, action_dim)
+        self.log_std = nn.Linear(width, action_dim)
+        self.log_std_min, self.log_std_max = config.log_std_min, config.log_std_max
+
+    def distribution(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(features)
+        log_std = torch.tanh(self.log_std(h))
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1.0)
+        return self.mean(h), log_std
+
+    def forward(self, features: torch.Tensor, deterministic: bool = False,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action in [-1, 1] and its log-probability (tanh-corrected)."""
+        mean, log_std = self.distribution(features)
+        std = log_std.exp()
+        if deterministic:
+            pre = mean
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+            pre = mean + std * noise
+        action = torch.tanh(pre)
+        # log N(pre; mean, std) - sum log(1 - tanh(pre)^2), the latter in a stable form
+        gauss = -0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        correction = 2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))
+        return action, (gauss - correction).sum(-1)
+
+
+# --------------------------------------------------------------------------- critics
+class EnsembleLinear(nn.Module):
+    """``n`` independent linear layers evaluated as one batched matmul."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [n, B, in] or [B, in]
+        if x.dim() == 2:
+            return torch.baddbmm(self.bias, x.unsqueeze(0).expand(self.weight.shape[0], -1, -1), self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """``num_critics`` Q(s, a) networks with separate weights and heads; output [n, B]."""
+
+    def __init__(self, in_dim: int, action_dim: int, config: SACConfig):
+        super().__init__()
+        n = config.num_critics
+        layers: list[nn.Module] = []
+        width = in_dim + action_dim
+        for hidden in config.hidden_dims:
+            layers.append(EnsembleLinear(n, width, hidden))
+            if config.layer_norm:
+                layers.append(nn.LayerNorm(hidden))  # normalises each critic's features on its own
+            layers.append(nn.ReLU())
+            width = hidden
+        layers.append(EnsembleLinear(n, width, 1))
+        self.net = nn.Sequential(*layers)
+        self.num_critics = n
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
+
+
+class GraspCritic(nn.Module):
+    """Discrete Q(s, g) for the gripper, g in {close, stay, open} (DQN-style)."""
+
+    CLOSE, STAY, OPEN = 0, 1, 2
+    VALUES = (-1.0, 0.0, 1.0)  # normalised gripper command of each discrete action
+
+    def __init__(self, in_dim: int, config: SACConfig):
+        super().__init__()
+        self.trunk = mlp(in_dim, config.hidden_dims, config.layer_norm)
+        self.head = nn.Linear(config.hidden_dims[-1] if config.hidden_dims else in_dim, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(features))
+
+    @staticmethod
+    def discretise(gripper: torch.Tensor) -> torch.Tensor:
+        """Continuous gripper command in [-1, 1] -> discrete action index."""
+        index = torch.full_like(gripper, GraspCritic.STAY, dtype=torch.long)
+        index[gripper < -0.5] = GraspCritic.CLOSE
+        index[gripper > 0.5] = GraspCritic.OPEN
+        return index
+
+    @staticmethod
+    def to_command(index: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(GraspCritic.VALUES, dtype=torch.float32, device=index.device)[index]

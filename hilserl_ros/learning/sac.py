@@ -1,0 +1,363 @@
+"""SAC for HIL-SERL: critic ensemble, automatic temperature, optional discrete grasp critic,
+critic-to-actor update ratio (UTD), and live knobs that take effect at the next update.
+
+One call of :meth:`SACAgent.update` is one *update*: ``utd_ratio`` critic steps (each on its
+own batch), then one actor step and one temperature step on the last batch. Statistics of
+the update are returned as a plain dict (see :data:`STAT_KEYS`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import threading
+from typing import Callable
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from hilserl_ros.learning.buffers import Batch
+from hilserl_ros.learning.config import SACConfig, validate
+from hilserl_ros.learning.networks import (
+    CriticEnsemble,
+    GraspCritic,
+    ObservationEncoder,
+    TanhGaussianActor,
+    random_shift,
+)
+
+STAT_KEYS = (
+    "alpha", "entropy", "target_entropy", "critic_loss", "actor_loss", "temperature_loss", "grasp_critic_loss",
+    "q_mean", "action_abs_mean", "action_abs_std", "critic_grad_norm", "actor_grad_norm",
+)
+WEIGHTS_FORMAT = "safetensors"
+
+
+class Policy(torch.nn.Module):
+    """What an actor needs to act: encoder, Gaussian actor and (optionally) the grasp critic."""
+
+    def __init__(self, config: SACConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = ObservationEncoder(config)
+        self.actor = TanhGaussianActor(self.encoder.out_dim, config.continuous_dim, config)
+        self.grasp = GraspCritic(self.encoder.out_dim, config) if config.grasp_critic else None
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, images: dict[str, np.ndarray] | None = None, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        """One normalised action in [-1, 1] for one observation (images uint8 [H, W, 3])."""
+        state = torch.as_tensor(np.asarray(obs, np.float32)).reshape(1, -1)
+        frames = None
+        if self.config.image_keys:
+            frames = {k: torch.as_tensor(images[k]).permute(2, 0, 1).unsqueeze(0) for k in self.config.image_keys}
+        features = self.encoder(state, frames)
+        action, _ = self.actor(features, deterministic=deterministic, generator=generator)
+        if self.grasp is not None:
+            gripper = GraspCritic.to_command(self.grasp(features).argmax(-1))
+            action = torch.cat([action, gripper.unsqueeze(-1)], dim=-1)
+        return action.squeeze(0).numpy()
+
+    # -- weights over the wire: safetensors bytes, never pickle ------------------------------
+    def to_bytes(self, version: int = 0) -> tuple[bytes, str]:
+        """(safetensors bytes, metadata JSON) of the policy's weights."""
+        tensors = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+        meta = json.dumps({"config": self.config.to_dict(), "version": int(version)})
+        return safetensors.torch.save(tensors, metadata={"hilserl": meta}), meta
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "Policy":
+        """Build a policy from bytes made by :meth:`to_bytes` (config travels in the metadata)."""
+        meta = json.loads(read_safetensors_metadata(data)["hilserl"])
+        policy = Policy(SACConfig.from_dict(meta["config"]))
+        policy.load_bytes(data)
+        return policy
+
+    def load_bytes(self, data: bytes) -> None:
+        tensors = safetensors.torch.load(data)
+        missing = set(self.state_dict()) - set(tensors)
+        unexpected = set(tensors) - set(self.state_dict())
+        if missing or unexpected:
+            raise ValueError(f"weights do not fit this policy: missing {sorted(missing)[:5]}, "
+                             f"unexpected {sorted(unexpected)[:5]}")
+        for key, value in self.state_dict().items():
+            if tensors[key].shape != value.shape:
+                raise ValueError(f"weights do not fit this policy: {key} is {list(tensors[key].shape)}, "
+                                 f"expected {list(value.shape)}")
+        self.load_state_dict(tensors)
+
+
+def read_safetensors_metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors byte string (its JSON header), without loading tensors."""
+    if len(data) < 8:
+        raise ValueError("not a safetensors payload: shorter than its header length")
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or 8 + n > len(data):
+        raise ValueError("not a safetensors payload: bad header length")
+    header = json.loads(data[8:8 + n])
+    return header.get("__metadata__", {})
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class SACAgent:
+    def __init__(self, config: SACConfig):
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.policy = Policy(config)
+        self.encoder, self.actor, self.grasp = self.policy.encoder, self.policy.actor, self.policy.grasp
+        if config.pretrained_encoder:
+            load_encoder_weights(self.encoder, config.pretrained_encoder)
+        feat = self.encoder.out_dim
+        self.critic = CriticEnsemble(feat, config.continuous_dim, config)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.grasp_target = copy.deepcopy(self.grasp).requires_grad_(False) if self.grasp is not None else None
+        self.log_alpha = torch.tensor(math.log(config.temperature_init), requires_grad=True)
+
+        encoder_params = [] if config.freeze_encoder else list(self.encoder.parameters())
+        if config.freeze_encoder:
+            self.encoder.requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + encoder_params, lr=config.critic_lr)
+        self.temperature_opt = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
+        self.grasp_opt = torch.optim.Adam(self.grasp.parameters(), lr=config.critic_lr) if self.grasp else None
+
+        self._online = list(self.critic.parameters()) + list(self.encoder.parameters())
+        self._target = list(self.critic_target.parameters()) + list(self.encoder_target.parameters())
+        if self.grasp is not None:
+            self._online += list(self.grasp.parameters())
+            self._target += list(self.grasp_target.parameters())
+        self.update_step = 0  # actor updates
+        self.critic_step = 0
+        self.act_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.aug_generator = torch.Generator().manual_seed(config.seed + 2)
+        self.train_generator = torch.Generator().manual_seed(config.seed + 3)  # policy noise, target subsets
+        self._knob_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    def act(self, obs, images=None, deterministic: bool = False) -> np.ndarray:
+        return self.policy.act(obs, images, deterministic, generator=self.act_generator)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, sample: Callable[[int], Batch]) -> dict[str, float]:
+        """One update: ``utd_ratio`` critic steps on fresh batches, then actor + temperature.
+        ``sample(batch_size)`` returns a Batch (e.g. from :func:`sample_mixed`)."""
+        with self._knob_lock:  # knobs read once per update, so one update sees one setting
+            utd, batch_size = self.config.utd_ratio, self.config.batch_size
+        stats: dict[str, float] = {}
+        features = None
+        for _ in range(utd):
+            batch = sample(batch_size)
+            features, critic_stats = self._critic_step(batch)
+            stats.update(critic_stats)
+        stats.update(self._actor_step(features.detach()))
+        self.update_step += 1
+        return stats
+
+    def _encode(self, encoder, state, images, augment: bool) -> torch.Tensor:
+        if not self.config.image_keys:
+            return state
+        if augment and self.config.image_pad > 0:
+            images = {k: random_shift(v, self.config.image_pad, self.aug_generator) for k, v in images.items()}
+        return encoder(state, images)
+
+    def _critic_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        alpha = self.log_alpha.detach().exp()
+        cont_action = batch.action[:, :cfg.continuous_dim]
+        with torch.no_grad():
+            next_feat = self._encode(self.encoder_target, batch.next_obs, batch.next_images, augment=True)
+            next_action, next_logp = self.actor(next_feat, generator=self.train_generator)
+            q_next = self.critic_target(next_feat, next_action)
+            if cfg.num_target_critics is not None and cfg.num_target_critics < cfg.num_critics:
+                subset = torch.randperm(cfg.num_critics, generator=self.train_generator)[:cfg.num_target_critics]
+                q_next = q_next[subset]
+            q_next = q_next.min(dim=0).values
+            if cfg.use_backup_entropy:
+                q_next = q_next - alpha * next_logp
+            not_done = 1.0 - batch.terminated
+            target = batch.reward + cfg.discount * not_done * q_next
+        features = self._encode(self.encoder, batch.obs, batch.images, augment=True)
+        q = self.critic(features, cont_action)
+        critic_loss = 0.5 * ((q - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        grad_norm = self._clip(self.critic_opt)
+        self.critic_opt.step()
+        loss_value, q_mean = torch.stack([critic_loss.detach(), q.detach().mean()]).tolist()
+        stats = {"critic_loss": loss_value, "q_mean": q_mean, "critic_grad_norm": grad_norm}
+
+        if self.grasp is not None:
+            stats["grasp_critic_loss"] = self._grasp_step(batch, features.detach(), next_feat, not_done)
+        else:
+            stats["grasp_critic_loss"] = float("nan")
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, cfg.tau)
+        self.critic_step += 1
+        return features, stats
+
+    def _grasp_step(self, batch: Batch, features, next_feat, not_done) -> float:
+        cfg = self.config
+        chosen = GraspCritic.discretise(batch.action[:, -1])
+        with torch.no_grad():
+            best_next = self.grasp(next_feat).argmax(-1, keepdim=True)  # double DQN
+            q_next = self.grasp_target(next_feat).gather(-1, best_next).squeeze(-1)
+            reward = batch.reward + cfg.grasp_penalty * (chosen != GraspCritic.STAY).float()
+            target = reward + cfg.discount * not_done * q_next
+        q = self.grasp(features).gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+        loss = 0.5 * ((q - target) ** 2).mean()
+        self.grasp_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip(self.grasp_opt)
+        self.grasp_opt.step()
+        return float(loss.detach())
+
+    def _actor_step(self, features: torch.Tensor) -> dict[str, float]:
+        cfg = self.config
+        alpha = self.log_alpha.detach().exp()
+        action, logp = self.actor(features, generator=self.train_generator)
+        self.critic.requires_grad_(False)  # gradients flow through Q to the action only
+        try:
+            q = self.critic(features, action).mean(dim=0)
+        finally:
+            self.critic.requires_grad_(True)
+        actor_loss = (alpha * logp - q).mean()
+        with self._knob_lock:
+            target_entropy = float(cfg.target_entropy)
+        logp_const = logp.detach()
+        temperature_loss = -(self.log_alpha * (logp_const + target_entropy)).mean()
+        # one backward for both losses: they share no parameters (alpha and logp are detached
+        # where they cross), so the gradients are those of two separate backward passes
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.temperature_opt.zero_grad(set_to_none=True)
+        (actor_loss + temperature_loss).backward()
+        actor_grad = self._clip(self.actor_opt)
+        self.actor_opt.step()
+        self.temperature_opt.step()
+        magnitude = action.detach().abs()
+        values = torch.stack([actor_loss.detach(), temperature_loss.detach(), self.log_alpha.detach().exp(),
+                              -logp_const.mean(), magnitude.mean(), magnitude.std()]).tolist()
+        return {
+            "actor_loss": values[0],
+            "temperature_loss": values[1],
+            "alpha": values[2],
+            "entropy": values[3],
+            "target_entropy": target_entropy,
+            "action_abs_mean": values[4],
+            "action_abs_std": values[5],
+            "actor_grad_norm": actor_grad,
+        }
+
+    def _clip(self, optimizer: torch.optim.Optimizer) -> float:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        max_norm = self.config.grad_clip_norm if self.config.grad_clip_norm > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    # ------------------------------------------------------------------ live knobs
+    def set_target_entropy(self, value: float) -> None:
+        with self._knob_lock:
+            self.config.target_entropy = float(validate("target_entropy", value))
+
+    def set_temperature(self, value: float) -> None:
+        """Reset alpha to ``value`` (and the temperature optimiser's moments)."""
+        value = validate("temperature", value)
+        with self._knob_lock, torch.no_grad():
+            self.log_alpha.fill_(math.log(value))
+            self.temperature_opt.state.clear()
+
+    def set_learning_rate(self, which: str, value: float) -> None:
+        optimizers = {"actor": [self.actor_opt], "critic": [self.critic_opt] + ([self.grasp_opt] if self.grasp_opt else []),
+                      "temperature": [self.temperature_opt]}
+        if which not in optimizers:
+            raise ValueError(f"learning rate must be one of {sorted(optimizers)}, got {which!r}")
+        value = validate("learning_rate", value, f"{which}_lr")
+        with self._knob_lock:
+            for opt in optimizers[which]:
+                for group in opt.param_groups:
+                    group["lr"] = value
+            setattr(self.config, f"{which}_lr", value)
+
+    def set_discount(self, value: float) -> None:
+        with self._knob_lock:
+            self.config.discount = float(validate("discount", value))
+
+    def set_tau(self, value: float) -> None:
+        with self._knob_lock:
+            self.config.tau = float(validate("tau", value))
+
+    def set_utd_ratio(self, value: int) -> None:
+        with self._knob_lock:
+            self.config.utd_ratio = int(validate("utd_ratio", value))
+
+    def set_batch_size(self, value: int) -> None:
+        with self._knob_lock:
+            self.config.batch_size = int(validate("batch_size", value))
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        state = {
+            "config": self.config.to_dict(),
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "encoder_target": self.encoder_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "temperature_opt": self.temperature_opt.state_dict(),
+            "update_step": self.update_step,
+            "critic_step": self.critic_step,
+            "act_generator": self.act_generator.get_state(),
+            "aug_generator": self.aug_generator.get_state(),
+            "train_generator": self.train_generator.get_state(),
+        }
+        if self.grasp is not None:
+            state["grasp_target"] = self.grasp_target.state_dict()
+            state["grasp_opt"] = self.grasp_opt.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = SACConfig.from_dict(state["config"])
+        for name in ("obs_dim", "action_dim", "image_keys", "hidden_dims", "num_critics", "grasp_critic", "layer_norm"):
+            if getattr(saved, name) != getattr(self.config, name):
+                raise ValueError(f"checkpoint was made with {name}={getattr(saved, name)}, "
+                                 f"this agent has {getattr(self.config, name)}")
+        self.config = saved
+        self.policy.config = saved
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.encoder_target.load_state_dict(state["encoder_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.temperature_opt.load_state_dict(state["temperature_opt"])
+        if self.grasp is not None:
+            self.grasp_target.load_state_dict(state["grasp_target"])
+            self.grasp_opt.load_state_dict(state["grasp_opt"])
+        self.update_step, self.critic_step = int(state["update_step"]), int(state["critic_step"])
+        self.act_generator.set_state(state["act_generator"])
+        self.aug_generator.set_state(state["aug_generator"])
+        self.train_generator.set_state(state["train_generator"])
+
+
+def load_encoder_weights(encoder: ObservationEncoder, path: str) -> None:
+    """Load pretrained conv weights (a local safetensors file of one ConvEncoder's state dict,
+    e.g. written by ``safetensors.torch.save_file(ConvEncoder().state_dict(), path)``) into
+    every camera's encoder."""
+    tensors = safetensors.torch.load_file(path)
+    for key, camera in encoder.cameras.items():
+        missing, unexpected = camera.load_state_dict(tensors, strict=False)
+        if unexpected or len(missing) == len(camera.state_dict()):
+            raise ValueError(f"{path} does not hold ConvEncoder weights (camera {key}): "
+                             f"unexpected {unexpected[:5]}, missing {missing[:5]}")
