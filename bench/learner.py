@@ -156,6 +156,10 @@ def main(argv=None) -> int:
     for name, r in image.items():
         print(f"[bench] image {name:22s} {r['median']:7.2f} updates/s (min {r['min']:.2f}, max {r['max']:.2f})")
 
+    image_buffer = ReplayBuffer(1000, OBS, ACT, {"front": (IMG, IMG, 3)})
+    per_transition = image_buffer.nbytes / 1000
+    print(f"[bench] replay memory: {per_transition / 1024:.1f} KiB per transition with one {IMG}x{IMG} camera "
+          f"(uint8 frames at t and t+1), {per_transition * 100_000 / 2**30:.2f} GiB per 100k transitions")
     ratio = state["hilserl_ros"]["median"] / state["sb3"]["median"]
     image_ratio = image["hilserl_ros"]["median"] / image["sb3"]["median"]
     path = write("learner", {
@@ -171,6 +175,7 @@ def main(argv=None) -> int:
                        "fraction_of_bound_utd1": state["hilserl_ros"]["median"] / bound_equal},
         "image": {"config": "one 128x128 camera + state 20, shared ConvEncoder, batch 256, UTD 1",
                   "hilserl_ros": image["hilserl_ros"], "sb3": image["sb3"], "ratio": image_ratio},
+        "replay_bytes_per_image_transition": per_transition,
         "quick": opts.quick,
     })
     print(f"[bench] wrote {path}")

@@ -70,3 +70,21 @@ def test_image_agent_updates_with_uint8_frames():
     stats = agent.update(buf.sample)
     assert np.isfinite(stats["critic_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.encoder.parameters()))  # encoder trains
+
+
+def test_state_encoder_is_optional_and_trains():
+    from hilserl_ros.learning.buffers import ReplayBuffer
+
+    raw = SACAgent(SACConfig(obs_dim=6, action_dim=2, hidden_dims=(32, 32)))
+    assert raw.encoder.is_identity and raw.encoder.out_dim == 6
+    cfg = SACConfig(obs_dim=6, action_dim=2, hidden_dims=(32, 32), state_latent_dim=16, batch_size=16)
+    agent = SACAgent(cfg)
+    assert agent.encoder.out_dim == 16 and agent.actor.trunk[0].in_features == 16
+    buf = ReplayBuffer(64, 6, 2)
+    rng = np.random.default_rng(0)
+    for _ in range(64):
+        buf.add(rng.normal(size=6), rng.uniform(-1, 1, 2), 1.0, rng.normal(size=6), False)
+    before = agent.encoder.state[0].weight.clone()
+    agent.update(buf.sample)
+    assert not torch.equal(before, agent.encoder.state[0].weight)
+    assert agent.act(np.zeros(6)).shape == (2,)

@@ -51,6 +51,7 @@ class SACConfig:
     grasp_critic: bool = False
     grasp_penalty: float = -0.02  # reward added when the gripper changes (close or open)
     latent_dim: int = 256  # width of the image features per camera
+    state_latent_dim: int = 0  # >0: encode the state with Linear+LayerNorm+Tanh to this width (LeRobot); 0: raw
     image_pad: int = 4  # random-shift augmentation padding (pixels); 0 disables
     pretrained_encoder: str | None = None  # local safetensors file with conv encoder weights
     freeze_encoder: bool = False

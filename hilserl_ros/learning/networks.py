@@ -65,16 +65,29 @@ class ConvEncoder(nn.Module):
 
 
 class ObservationEncoder(nn.Module):
-    """State (passed through) + one ConvEncoder per camera. uint8 images in [0, 255] are
-    scaled to [0, 1] here, so buffers and messages keep uint8."""
+    """State (raw, or through a small MLP when ``state_latent_dim`` > 0) + one ConvEncoder per
+    camera. uint8 images in [0, 255] are scaled to [0, 1] here, so buffers and messages keep
+    uint8."""
 
     def __init__(self, config: SACConfig):
         super().__init__()
         self.image_keys = config.image_keys
         self.cameras = nn.ModuleDict({k: ConvEncoder(config.image_size, config.latent_dim) for k in config.image_keys})
-        self.out_dim = config.obs_dim + config.latent_dim * len(config.image_keys)
+        self.state = None
+        state_dim = config.obs_dim
+        if config.state_latent_dim > 0 and config.obs_dim > 0:
+            self.state = nn.Sequential(nn.Linear(config.obs_dim, config.state_latent_dim),
+                                       nn.LayerNorm(config.state_latent_dim), nn.Tanh())
+            state_dim = config.state_latent_dim
+        self.out_dim = state_dim + config.latent_dim * len(config.image_keys)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.state is None and not self.image_keys
 
     def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if self.state is not None:
+            state = self.state(state)
         if not self.image_keys:
             return state
         parts = [state] if state.shape[-1] else []

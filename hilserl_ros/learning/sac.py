@@ -164,8 +164,10 @@ class SACAgent:
         return stats
 
     def _encode(self, encoder, state, images, augment: bool) -> torch.Tensor:
-        if not self.config.image_keys:
+        if encoder.is_identity:
             return state
+        if not self.config.image_keys:
+            return encoder(state)
         if augment and self.config.image_pad > 0:
             images = {k: random_shift(v, self.config.image_pad, self.aug_generator) for k, v in images.items()}
         return encoder(state, images)
