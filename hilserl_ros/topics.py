@@ -7,6 +7,10 @@ DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
 CAMERA_IMAGE = "/camera/image_raw"  # sensor_msgs/Image, rgb8
 ROBOT_DESCRIPTION = "/robot_description"  # std_msgs/String (latched), URDF
 
+# simulation
+TASK_STATE = "/sim/task_state"  # hilserl_ros/TaskState: goal, EE position, reward, success
+CLOCK = "/clock"  # rosgraph_msgs/Clock, simulation time
+
 # end effector
 EE_COMMAND = "/ee_command"  # hilserl_ros/EndEffectorCommand, normalised deltas
 EE_POSE = "/ee_pose"  # geometry_msgs/PoseStamped in base_link

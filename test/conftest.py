@@ -31,6 +31,7 @@ if "HILSERL_TEST_DOMAIN" not in os.environ:
 os.environ["ROS_DOMAIN_ID"] = os.environ["HILSERL_TEST_DOMAIN"]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="hilserl-roslog-"))
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco is imported
 # Every process a test starts carries this marker, so tests can prove none is left behind.
 os.environ.setdefault("HILSERL_TEST_RUN", uuid.uuid4().hex)
 

@@ -1,0 +1,158 @@
+"""MuJoCo SO-101 world node (/sim).
+
+Runs the physics of hilserl_ros.sim.world at ``time_scale`` times real time and serves the
+simulated arm as an emulated STS3215 bus on a pseudo-terminal (``sim_port``), so the hardware
+node drives it with the same driver and protocol as the real arm. Publishes:
+
+- /clock (rosgraph_msgs/Clock): simulation time, for nodes run with use_sim_time;
+- /sim/task_state (hilserl_ros/TaskState): goal, EE position, distance, reward, success at
+  ``task_rate`` (simulated Hz);
+- /camera/image_raw (sensor_msgs/Image, rgb8): the rendered front camera at ``render_rate``
+  (simulated Hz, 0 = off). Rendering is software on a CPU machine (~0.25 s a frame), so it
+  runs in its own thread and a frame is skipped rather than slowing the physics.
+
+Service /sim/reset (std_srvs/Trigger): new episode (new target or cube position), arm home.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from builtin_interfaces.msg import Time
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from hilserl_ros import topics
+from hilserl_ros.hardware.bus import SERVO_IDS
+from hilserl_ros.msg import TaskState
+from hilserl_ros.nodes.hardware_node import SIM_PORT
+from hilserl_ros.ros import qos
+from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.runner import run_node
+from hilserl_ros.sim.world import TASKS, SO101World
+
+CHUNK = 0.01  # simulated seconds stepped between two checks of the wall clock
+
+PARAMS = [
+    ParamSpec("task", "reach", "task: " + " | ".join(TASKS), read_only=True,
+              validator=lambda v: None if v in TASKS else f"must be one of {TASKS}"),
+    ParamSpec("seed", 0, "random seed of targets and cube positions", read_only=True),
+    ParamSpec("time_scale", 1.0, "simulated seconds per wall-clock second", min=0.1, max=20.0),
+    ParamSpec("task_rate", 10.0, "task state rate (simulated time)", min=1.0, max=100.0, unit="Hz"),
+    ParamSpec("render_rate", 1.0, "camera rate (simulated time); 0 = no rendering", min=0.0, max=30.0, unit="Hz"),
+    ParamSpec("render_size", 128, "camera image side", min=32, max=512, read_only=True, unit="px"),
+    ParamSpec("sim_port", SIM_PORT, "path of the emulated servo bus (a symlink to the pty)", read_only=True),
+    ParamSpec("wire_timing", True, "emulate the 1 Mbps wire time of each servo packet", read_only=True),
+]
+
+
+def sim_time(seconds: float) -> Time:
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
+
+
+class SimNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("sim", **node_options)
+        from hilserl_ros.hardware.emulator import EmulatedServoBus
+        from hilserl_ros.sim.servo_backend import MujocoServoBackend
+
+        self.params = declare(self, PARAMS)
+        self.world = SO101World(self.params["task"], seed=self.params["seed"],
+                                render_size=self.params["render_size"])
+        self.episode = 1
+        self.backend = MujocoServoBackend(self.world)
+        self.bus = EmulatedServoBus(ids=SERVO_IDS, backend=self.backend, wire_timing=self.params["wire_timing"],
+                                    link_path=self.params["sim_port"])
+        self.bus.start()
+        self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.SENSOR)
+        self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
+        self.image_pub = self.create_publisher(Image, topics.CAMERA_IMAGE, qos.SENSOR)
+        self.create_service(Trigger, topics.SIM_RESET, self._on_reset)
+        self._stop = threading.Event()
+        self._frame_due = threading.Event()
+        self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
+        self._camera = threading.Thread(target=self._run_camera, name="camera", daemon=True)
+        self._physics.start()
+        self._camera.start()
+        self.get_logger().info(f"task {self.world.task}, servo bus on {self.bus.port} "
+                               f"(link {self.params['sim_port']}), time scale {self.params['time_scale']}")
+
+    # ------------------------------------------------------------------ loops
+    def _run_physics(self) -> None:
+        next_task = next_frame = 0.0
+        wall_start, sim_start = time.monotonic(), self.world.time
+        scale = self.params["time_scale"]
+        while not self._stop.is_set():
+            if self.params["time_scale"] != scale:  # re-anchor on a live change
+                scale = self.params["time_scale"]
+                wall_start, sim_start = time.monotonic(), self.world.time
+            self.world.step(CHUNK)
+            now = self.world.time
+            self.clock_pub.publish(Clock(clock=sim_time(now)))
+            if now >= next_task:
+                next_task = now + 1.0 / self.params["task_rate"]
+                self._publish_task(now)
+            rate = self.params["render_rate"]
+            if rate > 0 and now >= next_frame:
+                next_frame = now + 1.0 / rate
+                self._frame_due.set()
+            # keep simulated time at time_scale x wall time (never ahead of it)
+            ahead = (now - sim_start) / scale - (time.monotonic() - wall_start)
+            if ahead > 0:
+                self._stop.wait(ahead)
+            elif ahead < -0.5:  # the CPU cannot keep up: do not try to catch up in a burst
+                wall_start, sim_start = time.monotonic(), now
+
+    def _run_camera(self) -> None:
+        while not self._stop.is_set():
+            if not self._frame_due.wait(0.2):
+                continue
+            self._frame_due.clear()
+            stamp = sim_time(self.world.time)
+            try:
+                pixels = self.world.render()
+            except Exception as err:  # no GL on this machine: say so once, keep the physics going
+                self.get_logger().error(f"rendering failed, camera off: {err}")
+                return
+            msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", is_bigendian=0,
+                        step=pixels.shape[1] * 3, data=pixels.tobytes())
+            msg.header.stamp, msg.header.frame_id = stamp, topics.CAMERA_FRAME
+            self.image_pub.publish(msg)
+
+    def _publish_task(self, now: float) -> None:
+        state = self.world.task_state()
+        msg = TaskState(task=state.task, episode=self.episode, distance=state.distance, reward=state.reward,
+                        success=state.success)
+        msg.header.stamp, msg.header.frame_id = sim_time(now), topics.BASE_FRAME
+        msg.goal.x, msg.goal.y, msg.goal.z = (float(v) for v in state.goal)
+        msg.ee_position.x, msg.ee_position.y, msg.ee_position.z = (float(v) for v in state.ee_position)
+        self.task_pub.publish(msg)
+
+    # ------------------------------------------------------------------ services
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        state = self.world.reset()
+        self.backend.after_reset()
+        self.episode += 1
+        response.success = True
+        response.message = f"episode {self.episode}: goal {[round(float(v), 3) for v in state.goal]}"
+        self._publish_task(self.world.time)
+        return response
+
+    def close(self) -> None:
+        self._stop.set()
+        self._frame_due.set()
+        self._physics.join(timeout=2)
+        self._camera.join(timeout=2)
+        self.bus.stop()
+        self.world.close()
+
+
+def main():
+    return run_node(SimNode)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

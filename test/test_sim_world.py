@@ -1,0 +1,68 @@
+"""The simulated tasks' success conditions, resets, torque and rendering."""
+import mujoco
+import numpy as np
+import pytest
+
+from hilserl_ros.kinematics import SO101Kinematics
+from hilserl_ros.sim.world import HOME, SO101World
+
+
+def drive_to(world, kin, point, seconds=1.5):
+    q = kin.solve(point, world.joint_state()[0]).q
+    world.set_joint_targets(q)
+    world.step(seconds)
+
+
+def test_reach_succeeds_within_two_centimetres_only():
+    world, kin = SO101World("reach", seed=3), SO101Kinematics()
+    goal = world.task_state().goal
+    assert world.box[0].tolist() <= goal.tolist() or np.all(goal >= world.box[0])
+    drive_to(world, kin, goal + [0.0, 0.0, 0.05])  # 5 cm above: not there yet
+    far = world.task_state()
+    assert not far.success and 0.03 < far.distance < 0.07 and far.reward == pytest.approx(-far.distance)
+    drive_to(world, kin, goal)
+    near = world.task_state()
+    assert near.success and near.distance <= 0.02 and near.reward == pytest.approx(1.0 - near.distance)
+
+
+def test_pick_cube_succeeds_when_lifted_five_centimetres():
+    world = SO101World("pick_cube", seed=1)
+    start = world.block_start.copy()
+    for lift, expect in ((0.03, False), (0.06, True)):
+        with world.lock:
+            adr = world.block_qpos
+            world.data.qpos[adr:adr + 3] = start + [0, 0, lift]
+            world.data.qvel[:] = 0
+            mujoco.mj_forward(world.model, world.data)
+        assert world.task_state().success is expect, lift
+
+
+def test_reset_draws_goals_inside_the_box_reproducibly():
+    a, b = SO101World("reach", seed=7), SO101World("reach", seed=7)
+    goals = []
+    for _ in range(10):
+        ga, gb = a.reset().goal, b.reset().goal
+        assert np.array_equal(ga, gb)
+        assert np.all(ga >= a.box[0]) and np.all(ga <= a.box[1])
+        goals.append(ga)
+    assert len({tuple(g) for g in goals}) == 10
+    assert np.allclose(a.joint_state()[0], HOME)
+
+
+def test_torque_off_goes_limp_and_on_holds():
+    world = SO101World("reach")
+    world.step(0.5)
+    world.set_torque(False)
+    world.step(1.0)
+    sagged = world.joint_state()[0]
+    assert np.abs(sagged - HOME).max() > 0.05  # gravity wins without torque
+    world.set_torque(True)
+    world.set_joint_targets(HOME)
+    world.step(1.5)
+    assert np.abs(world.joint_state()[0] - HOME).max() < 0.05
+
+
+def test_camera_renders_rgb_uint8():
+    world = SO101World("reach", render_size=64)
+    image = world.render()
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.std() > 5
