@@ -31,7 +31,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train test test-fast build clean distclean graph bench-learner lock
+.PHONY: setup train launch test test-fast build clean distclean graph bench-learner bench-world lock
 
 setup: $(BUILD_STAMP)
 
@@ -56,7 +56,11 @@ $(BUILD_STAMP): $(VENV_STAMP) CMakeLists.txt package.xml $(NODE_MODULES) $(INTER
 build: $(BUILD_STAMP)
 
 train: $(BUILD_STAMP)
-	$(RUN) $(PY) -m hilserl_ros.launcher $(ARGS)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.train $(ARGS)
+
+# the same graph, started without the training monitor (ros2 launch's equivalent)
+launch: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.launcher $(ARGS)
 
 graph: $(BUILD_STAMP)
 	$(RUN) $(PY) -m hilserl_ros.launcher --list $(ARGS)
@@ -69,6 +73,9 @@ test-fast: $(BUILD_STAMP)
 
 bench-learner: $(BUILD_STAMP)
 	$(RUN) $(PY) bench/learner.py $(ARGS)
+
+bench-world: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) bench/world.py $(ARGS)
 
 # Re-pin every package of the venv after a change to requirements.txt.
 lock: $(VENV_STAMP)

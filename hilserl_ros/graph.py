@@ -72,6 +72,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
     LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
+    LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only)", kind=float),
+    LaunchArg("checkpoint_dir", "runs/checkpoints", "Where the learner writes and resumes checkpoints"),
 )
 
 # The training graph. Node names are the ones users type: `ros2 param set /learner ...`.
@@ -82,7 +84,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.sim_node",
         description="MuJoCo SO-101 world: physics, task reward/success, reset service, rendered camera",
         params_file="sim.yaml",
-        arg_parameters={"task": "task"},
+        arg_parameters={"task": "task", "time_scale": "time_scale"},
         only_if="use_sim",
     ),
     NodeSpec(
@@ -140,7 +142,8 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.actor_node",
         description="SAC actor: policy at the control rate, human overrides, episodes, transitions out",
         params_file="actor.yaml",
-        arg_parameters={"use_sim": "use_sim"},
+        # in simulation the control rate runs on the simulation's /clock (time_scale)
+        arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim"},
         respawn=True,
     ),
     NodeSpec(
@@ -149,6 +152,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.learner_node",
         description="SAC learner: buffers, updates, weights and statistics out, checkpoints",
         params_file="learner.yaml",
+        arg_parameters={"checkpoint_dir": "checkpoint_dir"},
         respawn=True,
     ),
     NodeSpec(

@@ -1,0 +1,101 @@
+"""Figures of the SO-101 world: servo bus, IK, simulation.
+
+    make bench-world        (python bench/world.py)
+
+- servo sync-read rate of all six servos through the real SDK against the emulated bus with
+  1 Mbps wire timing (target >= 200 Hz; the wire itself allows ~1.5-2 kHz);
+- IK solve time, median and p99, for targets 1-2 cm from the current pose (what one 10 Hz
+  command asks) and for random reachable targets (target < 1 ms median);
+- simulation physics steps per second and the real-time factor of the reach scene.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import summary, versions, write  # noqa: E402
+
+from hilserl_ros.kinematics import SO101Kinematics  # noqa: E402
+from hilserl_ros.sim.world import HOME, SO101World  # noqa: E402
+
+
+def ik_times(n: int = 500) -> dict:
+    kin = SO101Kinematics()
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in ("step", "random"):
+        times, errors = [], []
+        for _ in range(n):
+            if name == "step":  # a 10 Hz command: 1-2 cm from where the arm is
+                q = np.clip(HOME + rng.normal(0, 0.3, 6), kin.lower, kin.upper)
+                direction = rng.normal(size=3)
+                target = kin.position(q) + direction / np.linalg.norm(direction) * rng.uniform(0.01, 0.02)
+            else:
+                q_true = rng.uniform(kin.lower * 0.8, kin.upper * 0.8)
+                target = kin.position(q_true)
+                q = np.clip(q_true + rng.normal(0, 0.4, 6), kin.lower, kin.upper)
+            start = time.perf_counter()
+            result = kin.solve(target, q)
+            times.append(time.perf_counter() - start)
+            errors.append(result.position_error)
+        times_ms = np.array(times) * 1e3
+        out[name] = {"median_ms": float(np.median(times_ms)), "p99_ms": float(np.percentile(times_ms, 99)),
+                     "max_error_mm": float(np.max(errors) * 1e3)}
+    return out
+
+
+def sim_rate(seconds: float = 3.0) -> dict:
+    world = SO101World("reach")
+    world.set_joint_targets(HOME)
+    steps, start = 0, time.perf_counter()
+    sim_start = world.time
+    while time.perf_counter() - start < seconds:
+        world.step(0.02)
+        steps += 10
+    wall = time.perf_counter() - start
+    return {"steps_per_s": steps / wall, "timestep_s": world.model.opt.timestep,
+            "real_time_factor": (world.time - sim_start) / wall}
+
+
+def render_rate(frames: int = 5) -> dict:
+    world = SO101World("reach")
+    world.render()
+    start = time.perf_counter()
+    for _ in range(frames):
+        world.render()
+    per = (time.perf_counter() - start) / frames
+    return {"seconds_per_frame": per, "frames_per_s": 1.0 / per, "size": 128}
+
+
+def main() -> int:
+    from world_bus import measure_sync_read_rate
+
+    bus = measure_sync_read_rate(3.0)
+    print(f"[bench] servo sync read (6 servos, 1 Mbps wire timing): {bus['reads_per_s']:.0f} reads/s "
+          f"(min {bus['min']:.0f}, max {bus['max']:.0f}); wire limit {bus['wire_limit_hz']:.0f} Hz")
+    ik = ik_times()
+    print(f"[bench] IK 1-2 cm step: median {ik['step']['median_ms']:.3f} ms, p99 {ik['step']['p99_ms']:.3f} ms; "
+          f"random reachable: median {ik['random']['median_ms']:.3f} ms, p99 {ik['random']['p99_ms']:.3f} ms, "
+          f"worst error {ik['random']['max_error_mm']:.3f} mm")
+    sim = sim_rate()
+    print(f"[bench] MuJoCo reach scene: {sim['steps_per_s']:.0f} physics steps/s "
+          f"= {sim['real_time_factor']:.1f}x real time")
+    cam = render_rate()
+    print(f"[bench] camera render 128x128 (software GL): {cam['frames_per_s']:.1f} frames/s")
+    path = write("world", {"versions": versions("mujoco", "pin", "feetech-servo-sdk", "numpy"),
+                           "servo_sync_read": bus, "ik": ik, "simulation": sim, "render": cam,
+                           "targets": {"sync_read_hz": 200, "ik_median_ms": 1.0}})
+    print(f"[bench] wrote {path}")
+    print(f"[bench] sync read {bus['reads_per_s']:.0f} Hz (target >= 200), IK median "
+          f"{ik['step']['median_ms']:.3f} ms (target < 1), sim {sim['real_time_factor']:.1f}x real time")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

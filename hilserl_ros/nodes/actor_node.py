@@ -1,0 +1,251 @@
+"""SAC actor node (/actor).
+
+At ``control_rate`` (10 Hz; simulated time when use_sim_time is set) it builds the observation
+(joints, EE position, goal), picks an action (the human's while an Intervention is active,
+else the policy's), publishes the EE command, and sends the transition of the previous step
+to the learner (reliable, numbered ``seq`` from 1). Episodes end on task success, on the
+operator's success/failure buttons, or after ``max_episode_steps``; the next one starts after
+the simulation's reset service answered (on the real arm: after the operator's START event).
+
+New weights (safetensors, sha256-checked) are applied the moment they arrive, between two
+control steps, not only at episode end. Until the first weights arrive the arm holds still.
+Log line per episode: ``[ACTOR] Episode 1 done | step=150 | reward=0.85``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+
+from hilserl_ros import topics
+from hilserl_ros.hardware.bus import JOINT_NAMES
+from hilserl_ros.learning.sac import Policy, sha256
+from hilserl_ros.msg import (
+    EndEffectorCommand,
+    EpisodeEvent,
+    EpisodeStats,
+    Intervention,
+    PolicyWeights,
+    TaskState,
+    Transition,
+)
+from hilserl_ros.observation import ACTION_DIM, build_observation
+from hilserl_ros.ros import qos
+from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.validation import DropCounter
+
+PARAMS = [
+    ParamSpec("control_rate", 10.0, "policy steps per second", min=1.0, max=100.0, unit="Hz"),
+    ParamSpec("max_episode_steps", 100, "steps before an episode is cut (truncated)", min=1, max=100000),
+    ParamSpec("use_sim", True, "episodes reset through the simulation's reset service", read_only=True),
+    ParamSpec("actor_id", "actor", "name carried by this actor's transitions", read_only=True),
+    ParamSpec("deterministic", False, "act with the policy mean (evaluation) instead of sampling"),
+    ParamSpec("intervention_timeout", 0.5, "an intervention message older than this is ignored", min=0.05,
+              max=5.0, unit="s"),
+    ParamSpec("seed", 0, "seed of the action sampling", read_only=True),
+]
+
+
+class ActorNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("actor", **node_options)
+        import torch
+
+        torch.set_num_threads(1)
+        self.params = declare(self, PARAMS)
+        self.generator = torch.Generator().manual_seed(self.params["seed"])
+        self.policy: Policy | None = None
+        self.policy_version = -1
+        self.joints: np.ndarray | None = None
+        self.ee: np.ndarray | None = None
+        self.task: TaskState | None = None
+        self.intervention: tuple[float, Intervention] | None = None
+        self.pending_event: int | None = None
+        self.min_task_episode = 0
+        self.drops = DropCounter(self.get_logger(), "input")
+        self.seq = 0
+        self.total_steps = 0
+        self.episode = 1
+        self._new_episode()
+        self.resetting = False
+
+        self.cmd_pub = self.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
+        self.transition_pub = self.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
+        self.episode_pub = self.create_publisher(EpisodeStats, topics.EPISODE_STATS, qos.EVENTS)
+        self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.EVENTS)
+        self.create_subscription(TaskState, topics.TASK_STATE, self._on_task, qos.EVENTS)
+        self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, qos.EVENTS)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
+        self.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
+        self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
+        self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
+        self.params.on_change("control_rate", self._retime)
+        self._waiting_logged = False
+
+    def _retime(self, rate: float) -> None:
+        self.timer.timer_period_ns = int(1e9 / rate)
+        self.timer.reset()
+
+    def _new_episode(self) -> None:
+        self.step_index = 0
+        self.episode_reward = 0.0
+        self.intervention_steps = 0
+        self.episode_started = time.monotonic()
+        self.prev: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self.settle = 2  # ticks to let fresh sensor data arrive after a reset
+
+    # ------------------------------------------------------------------ inputs
+    def _on_joints(self, msg: JointState) -> None:
+        index = {n: i for i, n in enumerate(msg.name)}
+        if any(n not in index for n in JOINT_NAMES) or len(msg.position) != len(msg.name):
+            self.drops.drop("joint state without all joints")
+            return
+        self.joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        self.ee = np.array([p.x, p.y, p.z])
+
+    def _on_task(self, msg: TaskState) -> None:
+        if msg.episode < self.min_task_episode:
+            return  # a state from before the last reset, overtaken by the reset reply
+        self.task = msg
+
+    def _on_intervention(self, msg: Intervention) -> None:
+        if msg.active and (len(msg.action) != ACTION_DIM or not np.all(np.isfinite(msg.action))):
+            self.drops.drop(f"intervention action must be {ACTION_DIM} finite values")
+            return
+        self.intervention = (time.monotonic(), msg)
+
+    def _on_event(self, msg: EpisodeEvent) -> None:
+        self.pending_event = msg.event
+
+    def _on_weights(self, msg: PolicyWeights) -> None:
+        data = bytes(msg.data)
+        if msg.format != "safetensors" or sha256(data) != msg.sha256:
+            self.drops.drop(f"policy weights v{msg.version}: wrong format or sha256 mismatch")
+            return
+        try:
+            if self.policy is None:
+                self.policy = Policy.from_bytes(data)
+                self.get_logger().info(f"policy weights v{msg.version} loaded")
+            else:
+                self.policy.load_bytes(data)
+        except ValueError as err:
+            self.drops.drop(f"policy weights v{msg.version}: {err}")
+            return
+        self.policy_version = msg.version
+
+    # ------------------------------------------------------------------ control
+    def _human_action(self) -> np.ndarray | None:
+        if self.intervention is None:
+            return None
+        received, msg = self.intervention
+        if not msg.active or time.monotonic() - received > self.params["intervention_timeout"]:
+            return None
+        return np.clip(np.asarray(msg.action, np.float32), -1.0, 1.0)
+
+    def _step(self) -> None:
+        if self.resetting:
+            return
+        if self.policy is None or self.joints is None or self.ee is None or self.task is None:
+            if not self._waiting_logged:
+                missing = [n for n, v in (("weights", self.policy), ("joint states", self.joints),
+                                          ("EE pose", self.ee), ("task state", self.task)) if v is None]
+                self.get_logger().info(f"waiting for {', '.join(missing)} before acting")
+                self._waiting_logged = True
+            return
+        if self.settle > 0:
+            self.settle -= 1
+            return
+        obs = build_observation(self.joints, self.ee, [self.task.goal.x, self.task.goal.y, self.task.goal.z])
+        if self.prev is not None:
+            prev_obs, prev_action, prev_human = self.prev
+            reward = float(self.task.reward)
+            success = bool(self.task.success)
+            event, self.pending_event = self.pending_event, None
+            if event == EpisodeEvent.SUCCESS:
+                success = True
+            terminated = success or event == EpisodeEvent.FAILURE
+            truncated = not terminated and self.step_index >= self.params["max_episode_steps"]
+            self._send(prev_obs, prev_action, reward, obs, terminated, truncated, prev_human)
+            self.episode_reward += reward
+            if terminated or truncated:
+                reason = "success" if success else ("failure" if terminated else "timeout")
+                self._end_episode(success, reason)
+                return
+        human = self._human_action()
+        if human is not None:
+            action, is_human = human, True
+            self.intervention_steps += 1
+        else:
+            action = self.policy.act(obs, deterministic=self.params["deterministic"], generator=self.generator)
+            is_human = False
+        cmd = EndEffectorCommand(dx=float(action[0]), dy=float(action[1]), dz=float(action[2]),
+                                 gripper=float(action[3]) if len(action) > 3 else 0.0, is_intervention=is_human)
+        cmd.header.stamp = self.get_clock().now().to_msg()
+        cmd.header.frame_id = topics.BASE_FRAME
+        self.cmd_pub.publish(cmd)
+        self.prev = (obs, np.asarray(action, np.float32), is_human)
+        self.step_index += 1
+        self.total_steps += 1
+
+    def _send(self, obs, action, reward, next_obs, terminated, truncated, is_human) -> None:
+        self.seq += 1
+        msg = Transition(actor_id=self.params["actor_id"], seq=self.seq, episode=self.episode,
+                         step=self.step_index - 1, observation=obs.tolist(), next_observation=next_obs.tolist(),
+                         action=[float(a) for a in action], reward=reward, terminated=terminated,
+                         truncated=truncated, is_intervention=is_human)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.transition_pub.publish(msg)
+
+    def _end_episode(self, success: bool, reason: str) -> None:
+        steps = self.step_index
+        rate = self.intervention_steps / steps if steps else 0.0
+        stats = EpisodeStats(actor_id=self.params["actor_id"], episode=self.episode, steps=steps,
+                             total_steps=self.total_steps, reward=float(self.episode_reward), success=success,
+                             intervention_steps=self.intervention_steps, intervention_rate=float(rate),
+                             duration_s=float(time.monotonic() - self.episode_started), end_reason=reason,
+                             policy_version=max(self.policy_version, 0))
+        stats.header.stamp = self.get_clock().now().to_msg()
+        self.episode_pub.publish(stats)
+        self.get_logger().info(f"[ACTOR] Episode {self.episode} done | step={self.total_steps} | "
+                               f"reward={self.episode_reward:.2f} | {reason} | intervention={100 * rate:.0f}% | "
+                               f"policy v{self.policy_version}")
+        self.episode += 1
+        self._new_episode()
+        self._reset_world()
+
+    def _reset_world(self) -> None:
+        if not self.params["use_sim"]:
+            return  # real arm: the operator's START event is awaited by the joystick node's reset logic
+        self.resetting = True
+        self.stop_arm()
+        if not self.reset_client.service_is_ready():
+            self.get_logger().warning("simulation reset service not available; continuing without reset")
+            self.resetting = False
+            return
+        future = self.reset_client.call_async(Trigger.Request())
+        future.add_done_callback(self._after_reset)
+
+    def _after_reset(self, future) -> None:
+        self.min_task_episode = (self.task.episode + 1) if self.task is not None else 0
+        self.task = None  # wait for the new episode's task state
+        self.resetting = False
+
+    def stop_arm(self) -> None:
+        self.cmd_pub.publish(EndEffectorCommand())
+
+
+def main():
+    return run_node(ActorNode)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""SAC learner node (/learner).
+
+Receives transitions (reliable) from any number of actors, validates each one (sizes, finite
+values, action in [-1, 1]) and drops bad ones with one log line per kind of fault, keeps an RL
+buffer and a demonstration buffer (human interventions go to both, HIL-SERL style), and trains
+in its own thread once ``training_starts`` transitions are in. Publishes the policy weights
+(safetensors, latched) every ``weight_push_updates`` updates or ``weight_push_period`` seconds,
+and LearnerStats every ``stats_period`` updates.
+
+Live parameters (``ros2 param set /learner target_entropy -2.0``): target_entropy, temperature
+(resets alpha), actor_lr, critic_lr, temperature_lr, discount, tau, utd_ratio, batch_size,
+weight push periods: each applies at the next update; refused values come back with a reason.
+
+Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
+``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
+target entropy in force, alpha, and the HIL-SERL default -action_dim/2; the condition stays
+flagged in LearnerStats.alpha_collapse while it lasts.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+
+from hilserl_ros import topics
+from hilserl_ros.learning import checkpoint
+from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
+from hilserl_ros.learning.config import KNOB_RANGES, SACConfig
+from hilserl_ros.learning.sac import SACAgent, sha256
+from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition
+from hilserl_ros.observation import ACTION_DIM, OBS_DIM
+from hilserl_ros.ros import qos
+from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.validation import DropCounter, non_finite
+from hilserl_ros.srv import SaveCheckpoint
+
+
+def _knob(name, default, description, knob=None, **kw):
+    low, high = KNOB_RANGES[knob or name]
+    return ParamSpec(name, default, description, min=low, max=high, **kw)
+
+
+PARAMS = [
+    # the knobs that decide whether it learns (live)
+    _knob("target_entropy", -ACTION_DIM / 2.0, "SAC entropy target; HIL-SERL default -action_dim/2", unit="nats"),
+    _knob("temperature", 1e-2, "setting it resets alpha to this value (temperature_init at start)"),
+    _knob("actor_lr", 3e-4, "actor learning rate", "learning_rate"),
+    _knob("critic_lr", 3e-4, "critic learning rate", "learning_rate"),
+    _knob("temperature_lr", 3e-4, "temperature learning rate", "learning_rate"),
+    _knob("discount", 0.97, "discount factor"),
+    _knob("tau", 0.005, "target network update rate"),
+    _knob("utd_ratio", 2, "critic updates per actor update"),
+    _knob("batch_size", 256, "batch size"),
+    ParamSpec("training_starts", 300, "transitions before the first update", min=1, max=1_000_000),
+    ParamSpec("updates_per_transition", 1.0, "cap on updates per received transition (0 = train flat out; "
+              "a cap keeps a 2-core machine free for the simulation)", min=0.0, max=100.0),
+    ParamSpec("weight_push_updates", 50, "publish weights every N updates", min=1, max=100000),
+    ParamSpec("weight_push_period", 2.0, "... or every this many seconds, whichever first", min=0.1, max=600.0,
+              unit="s"),
+    ParamSpec("stats_period", 10, "publish LearnerStats every K updates", min=1, max=10000),
+    # watchdog
+    ParamSpec("alpha_floor", 0.02, "watchdog: alpha below this ...", min=0.0, max=10.0),
+    ParamSpec("action_floor", 0.1, "... and mean |action| below this ...", min=0.0, max=1.0),
+    ParamSpec("watchdog_window", 20, "... for this many consecutive statistics messages", min=1, max=10000),
+    # fixed at start
+    ParamSpec("obs_dim", OBS_DIM, "state observation size", min=1, max=4096, read_only=True),
+    ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
+    ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
+    ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
+    ParamSpec("grasp_critic", False, "discrete grasp critic for the gripper", read_only=True),
+    ParamSpec("rl_capacity", 200_000, "RL buffer capacity (transitions, FIFO)", min=100, max=10_000_000,
+              read_only=True),
+    ParamSpec("demo_capacity", 100_000, "demonstration buffer capacity", min=100, max=10_000_000, read_only=True),
+    ParamSpec("checkpoint_dir", "runs/checkpoints", "where checkpoints are written", read_only=True),
+    ParamSpec("checkpoint_period", 60.0, "seconds between checkpoints (0 = only on request)", min=0.0,
+              max=86400.0, unit="s"),
+    ParamSpec("resume", True, "load the newest intact checkpoint at start", read_only=True),
+    ParamSpec("seed", 0, "random seed", read_only=True),
+    ParamSpec("torch_threads", 1, "CPU threads for the updates", min=1, max=64, read_only=True),
+]
+CHECKPOINT_NAME = "learner.pt"
+
+
+class LearnerNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("learner", **node_options)
+        import torch
+
+        self.params = declare(self, PARAMS)
+        torch.set_num_threads(self.params["torch_threads"])
+        p = self.params
+        self.config = SACConfig(
+            obs_dim=p["obs_dim"], action_dim=p["action_dim"], hidden_dims=tuple(p["hidden_dims"]),
+            num_critics=p["num_critics"], grasp_critic=p["grasp_critic"], discount=p["discount"], tau=p["tau"],
+            actor_lr=p["actor_lr"], critic_lr=p["critic_lr"], temperature_lr=p["temperature_lr"],
+            temperature_init=p["temperature"], target_entropy=p["target_entropy"], utd_ratio=p["utd_ratio"],
+            batch_size=p["batch_size"], seed=p["seed"])
+        self.agent = SACAgent(self.config)
+        self.rl = ReplayBuffer(p["rl_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"])
+        self.demo = ReplayBuffer(p["demo_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"] + 1)
+        self.drops = DropCounter(self.get_logger(), "transition")
+        self.received = 0
+        self.sequence: dict[str, int] = {}  # last seq per actor
+        self.gaps = 0
+        self.episodes = 0
+        self._wire_knobs()
+
+        self.weights_pub = self.create_publisher(PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED)
+        self.stats_pub = self.create_publisher(LearnerStats, topics.LEARNER_STATS, qos.EVENTS)
+        self.create_subscription(Transition, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
+        self.create_subscription(EpisodeStats, topics.EPISODE_STATS, self._on_episode, qos.EVENTS)
+        self.create_service(SaveCheckpoint, topics.SAVE_CHECKPOINT, self._on_save)
+
+        self.stats: dict[str, float] = {}
+        self.collapse_streak = 0
+        self.collapse_warned = False
+        self.alpha_collapse = False
+        self._rate_window: collections.deque = collections.deque(maxlen=50)
+        self._last_push = 0.0
+        self._last_checkpoint = time.monotonic()
+        self._resume()
+        self._publish_weights()
+        self._stop = threading.Event()
+        self._trainer = threading.Thread(target=self._train_loop, name="trainer", daemon=True)
+        self._trainer.start()
+
+    # ------------------------------------------------------------------ parameters
+    def _wire_knobs(self) -> None:
+        a = self.agent
+        self.params.on_change("target_entropy", a.set_target_entropy)
+        self.params.on_change("temperature", a.set_temperature)
+        for which in ("actor", "critic", "temperature"):
+            self.params.on_change(f"{which}_lr", lambda v, w=which: a.set_learning_rate(w, v))
+        self.params.on_change("discount", a.set_discount)
+        self.params.on_change("tau", a.set_tau)
+        self.params.on_change("utd_ratio", a.set_utd_ratio)
+        self.params.on_change("batch_size", a.set_batch_size)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_transition(self, msg: Transition) -> None:
+        reason = self._invalid(msg)
+        if reason:
+            self.drops.drop(reason)
+            return
+        last = self.sequence.get(msg.actor_id)
+        if last is not None and msg.seq > last + 1:
+            self.gaps += msg.seq - last - 1
+        self.sequence[msg.actor_id] = max(msg.seq, last or 0)
+        args = (msg.observation, msg.action, msg.reward, msg.next_observation, msg.terminated, msg.is_intervention)
+        self.rl.add(*args)
+        if msg.is_intervention:
+            self.demo.add(*args)  # HIL-SERL: interventions are demonstrations too
+        self.received += 1
+
+    def _invalid(self, msg: Transition) -> str | None:
+        obs_dim, action_dim = self.params["obs_dim"], self.params["action_dim"]
+        if len(msg.observation) != obs_dim or len(msg.next_observation) != obs_dim:
+            return f"observation has {len(msg.observation)}/{len(msg.next_observation)} values, expected {obs_dim}"
+        if len(msg.action) != action_dim:
+            return f"action has {len(msg.action)} values, expected {action_dim}"
+        for name, values in (("observation", msg.observation), ("next_observation", msg.next_observation),
+                             ("action", msg.action), ("reward", [msg.reward])):
+            reason = non_finite(name, values)
+            if reason:
+                return reason
+        if np.max(np.abs(msg.action)) > 1.0 + 1e-6:
+            return "action outside [-1, 1] (actions are normalised before action_scale)"
+        return None
+
+    def _on_episode(self, msg: EpisodeStats) -> None:
+        self.episodes += 1
+        self.get_logger().info(
+            f"[LEARNER] Episode {msg.episode} | step={msg.total_steps} | reward={msg.reward:.2f} | "
+            f"intervention={100.0 * msg.intervention_rate:.1f}% | success={'yes' if msg.success else 'no'} | "
+            f"alpha={self.agent.alpha:.3f} | buffers rl={len(self.rl)} demo={len(self.demo)}")
+
+    # ------------------------------------------------------------------ training
+    def _train_loop(self) -> None:
+        while not self._stop.is_set():
+            cap = self.params["updates_per_transition"]
+            ready = len(self.rl) >= self.params["training_starts"]
+            allowed = cap == 0 or self.agent.update_step < cap * max(0, self.received - self.params["training_starts"] + 1)
+            if not (ready and allowed):
+                self._stop.wait(0.01)
+                continue
+            start = time.monotonic()
+            stats = self.agent.update(lambda n: sample_mixed(self.rl, self.demo, n))
+            self._rate_window.append(time.monotonic() - start)
+            self.stats = stats
+            step = self.agent.update_step
+            if step % self.params["stats_period"] == 0:
+                self._publish_stats(stats)
+            now = time.monotonic()
+            if step % self.params["weight_push_updates"] == 0 or now - self._last_push >= self.params["weight_push_period"]:
+                self._publish_weights()
+            period = self.params["checkpoint_period"]
+            if period > 0 and now - self._last_checkpoint >= period:
+                self.save_checkpoint()
+
+    def _publish_weights(self) -> None:
+        data, meta = self.agent.policy.to_bytes(self.agent.update_step)
+        msg = PolicyWeights(version=self.agent.update_step, format="safetensors", metadata_json=meta,
+                            sha256=sha256(data), data=data)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.weights_pub.publish(msg)
+        self._last_push = time.monotonic()
+
+    def _publish_stats(self, stats: dict) -> None:
+        self._watchdog(stats)
+        rate = len(self._rate_window) / sum(self._rate_window) if self._rate_window else 0.0
+        msg = LearnerStats(
+            update_step=self.agent.update_step, transitions_received=self.received,
+            transitions_dropped=self.drops.total, utd_ratio=self.agent.config.utd_ratio,
+            discount=float(self.agent.config.discount), updates_per_second=float(rate),
+            rl_buffer_size=len(self.rl), demo_buffer_size=len(self.demo), alpha_collapse=self.alpha_collapse,
+            warning=self._collapse_text(stats) if self.alpha_collapse else "")
+        for key in ("alpha", "entropy", "target_entropy", "critic_loss", "actor_loss", "temperature_loss",
+                    "grasp_critic_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "action_abs_mean",
+                    "action_abs_std"):
+            setattr(msg, key, float(stats[key]))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.stats_pub.publish(msg)
+
+    def _collapse_text(self, stats: dict) -> str:
+        default = -self.params["action_dim"] / 2.0
+        return (f"alpha collapse: alpha={stats['alpha']:.4f} < {self.params['alpha_floor']} and mean |action|="
+                f"{stats['action_abs_mean']:.3f} < {self.params['action_floor']} for {self.collapse_streak} "
+                f"statistics; target_entropy={stats['target_entropy']:.2f} (HIL-SERL default -action_dim/2 = "
+                f"{default:.1f}). Try: ros2 param set /learner target_entropy {default:.1f}")
+
+    def _watchdog(self, stats: dict) -> None:
+        low = stats["alpha"] < self.params["alpha_floor"] and stats["action_abs_mean"] < self.params["action_floor"]
+        self.collapse_streak = self.collapse_streak + 1 if low else 0
+        was = self.alpha_collapse
+        self.alpha_collapse = self.collapse_streak >= self.params["watchdog_window"]
+        if self.alpha_collapse and not self.collapse_warned:
+            self.collapse_warned = True
+            self.get_logger().warning(self._collapse_text(stats))
+        if was and not self.alpha_collapse:
+            self.get_logger().info(f"alpha recovered: alpha={stats['alpha']:.4f}, mean |action|="
+                                   f"{stats['action_abs_mean']:.3f}")
+            self.collapse_warned = False
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_path(self, directory: str | None = None) -> str:
+        return os.path.join(directory or self.params["checkpoint_dir"], CHECKPOINT_NAME)
+
+    def save_checkpoint(self, directory: str | None = None) -> str:
+        path = checkpoint.save_training_state(
+            self.checkpoint_path(directory), self.agent, {"rl": self.rl, "demo": self.demo},
+            {"received": self.received, "sequence": dict(self.sequence), "episodes": self.episodes})
+        self._last_checkpoint = time.monotonic()
+        return path
+
+    def _resume(self) -> None:
+        if not self.params["resume"]:
+            return
+        path = checkpoint.newest_intact(self.params["checkpoint_dir"])
+        if path is None:
+            return
+        extra = checkpoint.restore_training_state(path, self.agent, {"rl": self.rl, "demo": self.demo})
+        self.received = int(extra.get("received", len(self.rl)))
+        self.sequence = {str(k): int(v) for k, v in extra.get("sequence", {}).items()}
+        self.episodes = int(extra.get("episodes", 0))
+        self.get_logger().info(f"resumed from {path}: update {self.agent.update_step}, {len(self.rl)} RL and "
+                               f"{len(self.demo)} demo transitions, alpha {self.agent.alpha:.4f}")
+
+    def _on_save(self, request: SaveCheckpoint.Request, response: SaveCheckpoint.Response):
+        try:
+            path = self.save_checkpoint(request.path or None)
+            response.success, response.written_path = True, path
+            response.message = f"update {self.agent.update_step}, {len(self.rl)} transitions"
+        except OSError as err:
+            response.success, response.message = False, f"could not write checkpoint: {err}"
+        return response
+
+    def close(self) -> None:
+        self._stop.set()
+        self._trainer.join(timeout=30)
+        if self.received:
+            path = self.save_checkpoint()
+            self.get_logger().info(f"final checkpoint: {path}")
+
+
+def main():
+    return run_node(LearnerNode)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

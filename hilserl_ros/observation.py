@@ -1,0 +1,26 @@
+"""The state observation and the action of the SO-101 tasks (no ROS).
+
+Observation (float32, 15 values), all in base_link, SI units:
+    joint positions (6, rad) | EE position (3, m) | goal (3, m) | goal - EE (3, m)
+The goal is the reach target or the cube; on the real arm it comes from whatever publishes
+the task state. Action (4, normalised [-1, 1]): EE delta x, y, z (times the IK node's
+action_scale) and the gripper command (-1 close, 0 stay, +1 open).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+OBS_DIM = 15
+ACTION_DIM = 4
+OBS_NAMES = (
+    [f"q_{j}" for j in ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")]
+    + ["ee_x", "ee_y", "ee_z", "goal_x", "goal_y", "goal_z", "to_goal_x", "to_goal_y", "to_goal_z"]
+)
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")
+
+
+def build_observation(joints, ee, goal) -> np.ndarray:
+    joints, ee, goal = (np.asarray(v, np.float32).reshape(-1) for v in (joints, ee, goal))
+    if joints.shape != (6,) or ee.shape != (3,) or goal.shape != (3,):
+        raise ValueError(f"observation parts must be 6 joints, 3 EE, 3 goal; got {joints.shape}, {ee.shape}, {goal.shape}")
+    return np.concatenate([joints, ee, goal, goal - ee]).astype(np.float32)

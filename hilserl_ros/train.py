@@ -1,0 +1,218 @@
+"""The main job: train the simulated SO-101 with HIL-SERL and show progress (``make train``).
+
+    python -m hilserl_ros.train [--minutes 15] [--target 0.9] [--window 20] [launch args, e.g. task:=reach]
+
+Starts the training graph (hilserl_ros.graph: sim, driver, IK, scripted human, actor, learner)
+through the project launcher, with every node's output in <run>/graph.log and the episode lines
+on the terminal above a progress bar (episodes, success rate over the last ``window`` episodes,
+alpha, intervention rate). Stops when that success rate reaches ``target`` or after
+``minutes``; asks the learner for a checkpoint, writes <run>/history.csv and <run>/training.png,
+and stops the graph.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import threading
+import time
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+
+from hilserl_ros import topics
+from hilserl_ros.graph import TRAIN_GRAPH
+from hilserl_ros.launcher import Launcher, parse_overrides
+from hilserl_ros.msg import EpisodeStats, LearnerStats
+from hilserl_ros.ros import qos
+from hilserl_ros.srv import SaveCheckpoint
+
+ECHO = ("[ACTOR] Episode", "DIED", "alpha collapse", "resumed from", "Traceback", "Error")
+
+
+class TeeLog:
+    """File-like: every line to the graph log; the lines a person wants also to the terminal."""
+
+    def __init__(self, path: str, echo):
+        self.file = open(path, "a", buffering=1)
+        self.echo = echo
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        for line in text.splitlines():
+            if any(key in line for key in ECHO):
+                self.echo(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+class Monitor:
+    def __init__(self, context: Context, window: int):
+        self.node = rclpy.create_node("training_monitor", context=context)
+        self.episodes: list[EpisodeStats] = []
+        self.stats: LearnerStats | None = None
+        self.stat_rows: list[dict] = []
+        self.window = window
+        self.lock = threading.Lock()
+        self.node.create_subscription(EpisodeStats, topics.EPISODE_STATS, self._on_episode, qos.EVENTS)
+        self.node.create_subscription(LearnerStats, topics.LEARNER_STATS, self._on_stats, qos.EVENTS)
+        self.save = self.node.create_client(SaveCheckpoint, topics.SAVE_CHECKPOINT)
+
+    def _on_episode(self, msg: EpisodeStats) -> None:
+        with self.lock:
+            self.episodes.append(msg)
+
+    def _on_stats(self, msg: LearnerStats) -> None:
+        with self.lock:
+            self.stats = msg
+            self.stat_rows.append({"update": msg.update_step, "alpha": msg.alpha, "entropy": msg.entropy,
+                                   "target_entropy": msg.target_entropy, "critic_loss": msg.critic_loss,
+                                   "action_abs_mean": msg.action_abs_mean, "q_mean": msg.q_mean,
+                                   "episodes": len(self.episodes)})
+
+    def success_rate(self) -> float | None:
+        with self.lock:
+            recent = self.episodes[-self.window:]
+        if len(recent) < self.window:
+            return None
+        return sum(e.success for e in recent) / len(recent)
+
+    def summary(self) -> dict:
+        with self.lock:
+            recent = self.episodes[-self.window:]
+            stats = self.stats
+        return {
+            "episodes": len(self.episodes),
+            "success": (sum(e.success for e in recent) / len(recent)) if recent else 0.0,
+            "intervention": (sum(e.intervention_rate for e in recent) / len(recent)) if recent else 0.0,
+            "alpha": stats.alpha if stats else float("nan"),
+            "updates": stats.update_step if stats else 0,
+        }
+
+
+def write_history(run_dir: str, monitor: Monitor) -> str:
+    path = os.path.join(run_dir, "history.csv")
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["episode", "total_steps", "steps", "reward", "success", "intervention_rate",
+                         "end_reason", "policy_version"])
+        for e in monitor.episodes:
+            writer.writerow([e.episode, e.total_steps, e.steps, f"{e.reward:.4f}", int(e.success),
+                             f"{e.intervention_rate:.4f}", e.end_reason, e.policy_version])
+    return path
+
+
+def plot(run_dir: str, monitor: Monitor, window: int) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    episodes = monitor.episodes
+    n = np.arange(1, len(episodes) + 1)
+    success = np.array([e.success for e in episodes], float)
+    rolling = np.array([success[max(0, i - window + 1):i + 1].mean() for i in range(len(success))])
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    axes[0, 0].plot(n, rolling, color="tab:green")
+    axes[0, 0].set(title=f"success rate (last {window} episodes)", xlabel="episode", ylim=(-0.02, 1.02))
+    axes[0, 1].plot(n, [e.reward for e in episodes], ".", alpha=0.6)
+    axes[0, 1].set(title="episode reward", xlabel="episode")
+    axes[1, 0].plot(n, [e.intervention_rate for e in episodes], ".", color="tab:orange", alpha=0.6)
+    axes[1, 0].set(title="intervention rate", xlabel="episode", ylim=(-0.02, 1.02))
+    rows = monitor.stat_rows
+    if rows:
+        updates = [r["update"] for r in rows]
+        ax = axes[1, 1]
+        ax.plot(updates, [r["alpha"] for r in rows], label="alpha", color="tab:red")
+        ax.set(title="temperature and entropy", xlabel="learner update", ylabel="alpha", yscale="log")
+        twin = ax.twinx()
+        twin.plot(updates, [r["entropy"] for r in rows], label="entropy", color="tab:blue", alpha=0.7)
+        twin.plot(updates, [r["target_entropy"] for r in rows], "--", label="target entropy", color="tab:blue")
+        twin.set_ylabel("nats")
+        twin.legend(loc="upper right")
+    fig.tight_layout()
+    path = os.path.join(run_dir, "training.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("arguments", nargs="*", help="launch arguments, name:=value")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--target", type=float, default=0.9, help="success rate that ends training")
+    parser.add_argument("--window", type=int, default=20, help="episodes the success rate is taken over")
+    parser.add_argument("--run-dir", default=None)
+    opts = parser.parse_args(argv)
+    from tqdm import tqdm
+
+    run_dir = opts.run_dir or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
+    os.makedirs(run_dir, exist_ok=True)
+    overrides = {"time_scale": "3.0", "foxglove": "false", "checkpoint_dir": os.path.join(run_dir, "checkpoints")}
+    overrides.update(parse_overrides(opts.arguments))
+    log = TeeLog(os.path.join(run_dir, "graph.log"), lambda line: tqdm.write(line.strip()))
+    launcher = Launcher(TRAIN_GRAPH, overrides, out=log)
+    print(f"[train] run directory {run_dir}; node output in {run_dir}/graph.log")
+    print(f"[train] goal: success rate >= {opts.target:.0%} over {opts.window} episodes, at most {opts.minutes:g} min")
+    runner = threading.Thread(target=launcher.run, kwargs={"install_signal_handlers": False}, daemon=True)
+    runner.start()
+
+    context = Context()
+    rclpy.init(context=context)
+    monitor = Monitor(context, opts.window)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor.node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+
+    start = time.monotonic()
+    reached = False
+    bar = tqdm(total=int(opts.minutes * 60), unit="s", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s {postfix}")
+    try:
+        while runner.is_alive():
+            elapsed = time.monotonic() - start
+            s = monitor.summary()
+            bar.n = min(int(elapsed), bar.total)
+            bar.set_postfix_str(f"episodes={s['episodes']} success@{opts.window}={s['success']:.0%} "
+                                f"alpha={s['alpha']:.3f} intervention={s['intervention']:.0%} updates={s['updates']}")
+            rate = monitor.success_rate()
+            if rate is not None and rate >= opts.target:
+                reached = True
+                break
+            if elapsed > opts.minutes * 60:
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        tqdm.write("[train] interrupted")
+    bar.close()
+    elapsed = time.monotonic() - start
+    s = monitor.summary()
+    if monitor.save.wait_for_service(timeout_sec=5):
+        future = monitor.save.call_async(SaveCheckpoint.Request())
+        deadline = time.monotonic() + 60
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if future.done() and future.result().success:
+            print(f"[train] checkpoint {future.result().written_path}")
+    launcher.request_stop("training done")
+    runner.join(timeout=60)
+    history = write_history(run_dir, monitor)
+    png = plot(run_dir, monitor, opts.window)
+    executor.shutdown()
+    monitor.node.destroy_node()
+    context.try_shutdown()
+    verdict = "reached" if reached else "did NOT reach"
+    print(f"[train] {verdict} {opts.target:.0%} success over {opts.window} episodes: {s['episodes']} episodes, "
+          f"{elapsed / 60:.1f} min, success {s['success']:.0%}, intervention {s['intervention']:.0%}, "
+          f"alpha {s['alpha']:.3f}")
+    print(f"[train] history {history}, plot {png}")
+    return 0 if reached else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

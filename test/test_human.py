@@ -1,0 +1,43 @@
+"""The scripted operator intervenes when the policy stalls or drifts, steers to the goal, and
+leaves a policy that makes progress alone."""
+import numpy as np
+
+from hilserl_ros.human import HumanConfig, ScriptedHuman
+
+
+def run(policy, steps=60, seed=0):
+    human = ScriptedHuman(HumanConfig(jitter=0.0, seed=seed))
+    goal, ee = np.array([0.25, 0.05, 0.10]), np.array([0.20, -0.05, 0.15])
+    active = 0
+    for _ in range(steps):
+        action = human.step(ee, goal)
+        if action is None:
+            action = policy(ee, goal)
+        else:
+            active += 1
+        ee = ee + 0.02 * np.clip(action[:3], -1, 1)  # action_scale 2 cm
+    return active / steps, float(np.linalg.norm(goal - ee))
+
+
+def test_a_stalled_policy_gets_taken_over_and_steered_to_the_goal():
+    rate, final = run(lambda ee, goal: np.zeros(4))
+    assert 0.1 < rate < 0.5  # one takeover brings it home, then it stays there
+    assert final < 0.02
+
+
+def test_a_drifting_policy_gets_taken_over():
+    rate, _ = run(lambda ee, goal: np.array([-1.0, 0.0, 0.0, 0.0]))
+    assert rate > 0.3
+
+
+def test_a_good_policy_is_left_alone():
+    good = lambda ee, goal: np.concatenate([np.clip((goal - ee) / 0.02, -1, 1), [0.0]])  # noqa: E731
+    rate, final = run(good)
+    assert rate == 0.0 and final < 0.02
+
+
+def test_the_operator_lets_go_after_takeover_steps():
+    human = ScriptedHuman(HumanConfig(patience=2, takeover_steps=3, jitter=0.0))
+    ee, goal = np.zeros(3), np.array([0.1, 0, 0])
+    flags = [human.step(ee, goal) is not None for _ in range(8)]  # the arm never moves: stalled
+    assert flags[:2] == [False, False] and flags[2:5] == [True, True, True] and flags[5] is False
