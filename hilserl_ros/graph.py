@@ -72,6 +72,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
     LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
+    LaunchArg("sim_camera", "false", "Render the simulated camera (software GL: slow on CPU)", ("true", "false"),
+              bool),
     LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only)", kind=float),
     LaunchArg("checkpoint_dir", "runs/checkpoints", "Where the learner writes and resumes checkpoints"),
 )
@@ -86,6 +88,15 @@ NODES: tuple[NodeSpec, ...] = (
         params_file="sim.yaml",
         arg_parameters={"task": "task", "time_scale": "time_scale"},
         only_if="use_sim",
+    ),
+    NodeSpec(
+        name="sim_camera",
+        executable="sim_camera_node",
+        module="hilserl_ros.nodes.sim_camera_node",
+        description="Rendered camera of the simulation on /camera/image_raw (own process: rendering is slow)",
+        params_file="sim_camera.yaml",
+        arg_parameters={"task": "task"},
+        only_if="sim_camera",
     ),
     NodeSpec(
         name="so101_driver",

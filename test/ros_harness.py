@@ -168,3 +168,40 @@ def processes_with_marker(marker: str) -> list[int]:
         if needle in env.split(b"\0") and state != "Z":
             found.append(int(entry))
     return found
+
+
+class EmulatorProcess:
+    """The emulated STS3215 bus (hilserl_ros.hardware.emulator) in its own process, at
+    ``link_path``; its methods are called over a JSON-lines pipe."""
+
+    def __init__(self, link_path: str):
+        import json
+
+        self._json = json
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([TEST_DIR, os.environ.get("PYTHONPATH", "")])}
+        self.link_path = link_path
+        self.proc = subprocess.Popen([sys.executable, "-m", "helper_nodes.emulator_server", link_path],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     preexec_fn=die_with_parent(os.getpid()))
+        ready = json.loads(self.proc.stdout.readline())
+        self.port = ready["ready"]
+
+    def call(self, op: str, *args):
+        self.proc.stdin.write(self._json.dumps({"op": op, "args": list(args)}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._json.loads(self.proc.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(f"emulator {op}{args}: {reply['error']}")
+        return reply["result"]
+
+    def read_register(self, servo_id: int, address: int, size: int = 1) -> int:
+        return self.call("read_register", servo_id, address, size)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

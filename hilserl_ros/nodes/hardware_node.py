@@ -27,7 +27,7 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
 from hilserl_ros import topics
-from hilserl_ros.hardware.bus import JOINT_NAMES, BusError, JointReading
+from hilserl_ros.hardware.bus import JOINT_NAMES, BusError, JointReading, PortLost, ServoFault
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.runner import run_node
@@ -48,6 +48,8 @@ PARAMS = [
     ParamSpec("max_temperature", 65.0, "torque off above this servo temperature", min=30.0, max=85.0, unit="degC"),
     ParamSpec("torque_on_start", True, "enable torque once connected at start", read_only=True),
     ParamSpec("auto_enable_after_fault", False, "re-enable torque by itself once a fault clears"),
+    ParamSpec("fault_after_errors", 3, "consecutive failed cycles (each already retried by the driver) "
+              "before the bus is declared faulty; a lost port or a servo fault counts at once", min=1, max=100),
     ParamSpec("reconnect_period", 1.0, "seconds between reconnection attempts after a fault", min=0.1, max=30.0,
               unit="s"),
 ]
@@ -83,6 +85,8 @@ class HardwareNode(Node):
         self.pending: np.ndarray | None = None  # latest accepted command, not yet written
         self.drops = DropCounter(self.get_logger(), "joint command")
         self.limited_commands = 0
+        self.consecutive_errors = 0
+        self.transient_errors = 0
         self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
         self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
@@ -154,8 +158,12 @@ class HardwareNode(Node):
                     self.bus.write_positions(self._safe_target(self.pending, reading.position))
                     self.pending = None
         except BusError as err:
-            self._on_fault(err)
+            self.consecutive_errors += 1
+            self.transient_errors += 1
+            if isinstance(err, (PortLost, ServoFault)) or self.consecutive_errors >= self.params["fault_after_errors"]:
+                self._on_fault(err)
             return
+        self.consecutive_errors = 0
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.name = list(JOINT_NAMES)
@@ -223,6 +231,7 @@ class HardwareNode(Node):
         else:
             bus.level, bus.message = DiagnosticStatus.ERROR, f"fault: {self.fault}"
         bus.values = [KeyValue(key="commands_dropped", value=str(self.drops.total)),
+                      KeyValue(key="failed_cycles", value=str(self.transient_errors)),
                       KeyValue(key="commands_limited", value=str(self.limited_commands))]
         out.status.append(bus)
         stats, reading = self.bus.stats, self.reading

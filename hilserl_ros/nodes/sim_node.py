@@ -7,9 +7,9 @@ node drives it with the same driver and protocol as the real arm. Publishes:
 - /clock (rosgraph_msgs/Clock): simulation time, for nodes run with use_sim_time;
 - /sim/task_state (hilserl_ros/TaskState): goal, EE position, distance, reward, success at
   ``task_rate`` (simulated Hz);
-- /camera/image_raw (sensor_msgs/Image, rgb8): the rendered front camera at ``render_rate``
-  (simulated Hz, 0 = off). Rendering is software on a CPU machine (~0.25 s a frame), so it
-  runs in its own thread and a frame is skipped rather than slowing the physics.
+The camera view is rendered by a node of its own (sim_camera_node), in its own process:
+software rendering holds this process's interpreter for ~0.25 s a frame, which would stall the
+emulated servo bus that answers the driver from here.
 
 Service /sim/reset (std_srvs/Trigger): new episode (new target or cube position), arm home.
 """
@@ -21,7 +21,6 @@ import time
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
@@ -41,8 +40,6 @@ PARAMS = [
     ParamSpec("seed", 0, "random seed of targets and cube positions", read_only=True),
     ParamSpec("time_scale", 1.0, "simulated seconds per wall-clock second", min=0.1, max=20.0),
     ParamSpec("task_rate", 10.0, "task state rate (simulated time)", min=1.0, max=100.0, unit="Hz"),
-    ParamSpec("render_rate", 1.0, "camera rate (simulated time); 0 = no rendering", min=0.0, max=30.0, unit="Hz"),
-    ParamSpec("render_size", 128, "camera image side", min=32, max=512, read_only=True, unit="px"),
     ParamSpec("sim_port", SIM_PORT, "path of the emulated servo bus (a symlink to the pty)", read_only=True),
     ParamSpec("wire_timing", True, "emulate the 1 Mbps wire time of each servo packet", read_only=True),
 ]
@@ -60,8 +57,7 @@ class SimNode(Node):
         from hilserl_ros.sim.servo_backend import MujocoServoBackend
 
         self.params = declare(self, PARAMS)
-        self.world = SO101World(self.params["task"], seed=self.params["seed"],
-                                render_size=self.params["render_size"])
+        self.world = SO101World(self.params["task"], seed=self.params["seed"])
         self.episode = 1
         self.backend = MujocoServoBackend(self.world)
         self.bus = EmulatedServoBus(ids=SERVO_IDS, backend=self.backend, wire_timing=self.params["wire_timing"],
@@ -69,20 +65,16 @@ class SimNode(Node):
         self.bus.start()
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.SENSOR)
         self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
-        self.image_pub = self.create_publisher(Image, topics.CAMERA_IMAGE, qos.SENSOR)
         self.create_service(Trigger, topics.SIM_RESET, self._on_reset)
         self._stop = threading.Event()
-        self._frame_due = threading.Event()
         self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
-        self._camera = threading.Thread(target=self._run_camera, name="camera", daemon=True)
         self._physics.start()
-        self._camera.start()
         self.get_logger().info(f"task {self.world.task}, servo bus on {self.bus.port} "
                                f"(link {self.params['sim_port']}), time scale {self.params['time_scale']}")
 
     # ------------------------------------------------------------------ loops
     def _run_physics(self) -> None:
-        next_task = next_frame = 0.0
+        next_task = 0.0
         wall_start, sim_start = time.monotonic(), self.world.time
         scale = self.params["time_scale"]
         while not self._stop.is_set():
@@ -95,32 +87,12 @@ class SimNode(Node):
             if now >= next_task:
                 next_task = now + 1.0 / self.params["task_rate"]
                 self._publish_task(now)
-            rate = self.params["render_rate"]
-            if rate > 0 and now >= next_frame:
-                next_frame = now + 1.0 / rate
-                self._frame_due.set()
             # keep simulated time at time_scale x wall time (never ahead of it)
             ahead = (now - sim_start) / scale - (time.monotonic() - wall_start)
             if ahead > 0:
                 self._stop.wait(ahead)
             elif ahead < -0.5:  # the CPU cannot keep up: do not try to catch up in a burst
                 wall_start, sim_start = time.monotonic(), now
-
-    def _run_camera(self) -> None:
-        while not self._stop.is_set():
-            if not self._frame_due.wait(0.2):
-                continue
-            self._frame_due.clear()
-            stamp = sim_time(self.world.time)
-            try:
-                pixels = self.world.render()
-            except Exception as err:  # no GL on this machine: say so once, keep the physics going
-                self.get_logger().error(f"rendering failed, camera off: {err}")
-                return
-            msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", is_bigendian=0,
-                        step=pixels.shape[1] * 3, data=pixels.tobytes())
-            msg.header.stamp, msg.header.frame_id = stamp, topics.CAMERA_FRAME
-            self.image_pub.publish(msg)
 
     def _publish_task(self, now: float) -> None:
         state = self.world.task_state()
@@ -143,9 +115,7 @@ class SimNode(Node):
 
     def close(self) -> None:
         self._stop.set()
-        self._frame_due.set()
         self._physics.join(timeout=2)
-        self._camera.join(timeout=2)
         self.bus.stop()
         self.world.close()
 

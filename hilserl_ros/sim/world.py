@@ -171,6 +171,17 @@ class SO101World:
             self._renderer.update_scene(self.data, camera=self._camera, scene_option=self._scene_option)
         return self._renderer.render().copy()
 
+    def show(self, joints, goal, block=None) -> None:
+        """Pose the model for rendering only (another process runs the physics): joints (rad),
+        goal marker (reach) and cube position (pick_cube), then recompute positions."""
+        with self.lock:
+            self.data.qpos[self.qpos_index] = joints
+            if self.task == "reach":
+                self.data.mocap_pos[self.target_mocap] = goal
+            if block is not None:
+                self.data.qpos[self.block_qpos:self.block_qpos + 3] = block
+            mujoco.mj_kinematics(self.model, self.data)
+
     def set_torque(self, enabled) -> None:
         """Per-joint torque: a disabled joint's position actuator produces no force (limp),
         as an STS3215 with Torque_Enable = 0."""
