@@ -231,12 +231,14 @@ class ActorNode(Node):
             self.get_logger().warning("simulation reset service not available; continuing without reset")
             self.resetting = False
             return
+        # only task states of the next simulated episode count from here on (the sim may
+        # publish the new one before its reply reaches us, or an old one after)
+        self.min_task_episode = (self.task.episode + 1) if self.task is not None else 0
+        self.task = None
         future = self.reset_client.call_async(Trigger.Request())
         future.add_done_callback(self._after_reset)
 
     def _after_reset(self, future) -> None:
-        self.min_task_episode = (self.task.episode + 1) if self.task is not None else 0
-        self.task = None  # wait for the new episode's task state
         self.resetting = False
 
     def stop_arm(self) -> None:

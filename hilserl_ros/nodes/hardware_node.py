@@ -17,6 +17,7 @@ in simulation, on the pseudo-terminal the sim node serves (the same driver code 
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -33,15 +34,21 @@ from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter, non_finite
 
-SIM_PORT = "/tmp/hilserl_so101_sim"
+def default_sim_port() -> str:
+    """Where the sim node serves its emulated bus unless told otherwise: one path per ROS
+    domain, so two simulations on one machine (a test run beside a training run) never meet."""
+    return f"/tmp/hilserl_so101_sim_d{os.environ.get('ROS_DOMAIN_ID', '0') or '0'}"
 
 PARAMS = [
     ParamSpec("port", "/dev/ttyACM0", "serial port of the Feetech bus (real arm)", read_only=True),
     ParamSpec("use_sim", False, "connect to the simulated bus at sim_port instead of port", read_only=True),
-    ParamSpec("sim_port", SIM_PORT, "pseudo-terminal served by the sim node", read_only=True),
+    ParamSpec("sim_port", "", "pseudo-terminal served by the sim node; empty = per-domain default", read_only=True),
     ParamSpec("baudrate", 1_000_000, "bus baud rate", min=9600, max=1_000_000, read_only=True, unit="baud"),
     ParamSpec("calibration_file", "", "calibration YAML or LeRobot JSON; empty = nominal (URDF ranges)",
               read_only=True),
+    ParamSpec("retries", 2, "driver retries of a failed transaction", min=0, max=10, read_only=True),
+    ParamSpec("rx_timeout_ms", 10.0, "wait for a status packet (the SDK's default ~35 ms would block a 50 Hz "
+              "cycle for 140 ms on a dead servo)", min=1.0, max=100.0, read_only=True, unit="ms"),
     ParamSpec("publish_rate", 50.0, "joint state rate", min=1.0, max=200.0, unit="Hz"),
     ParamSpec("diagnostics_rate", 1.0, "diagnostics rate", min=0.1, max=10.0, unit="Hz"),
     ParamSpec("max_step", 0.25, "largest change of a joint target per command", min=0.01, max=1.5, unit="rad"),
@@ -55,7 +62,7 @@ PARAMS = [
 ]
 
 
-def make_bus(port: str, baudrate: int, calibration_file: str):
+def make_bus(port: str, baudrate: int, calibration_file: str, retries: int = 2, rx_timeout_ms: float = 10.0):
     """The driver for a port (real or emulated): one code path for both."""
     from hilserl_ros.hardware.calibration import Calibration
     from hilserl_ros.hardware.feetech import FeetechArmBus
@@ -66,18 +73,20 @@ def make_bus(port: str, baudrate: int, calibration_file: str):
         calibration = Calibration.from_lerobot_json(calibration_file)
     else:
         calibration = Calibration.load(calibration_file)
-    return FeetechArmBus(port, calibration, baudrate=baudrate), calibration
+    return FeetechArmBus(port, calibration, baudrate=baudrate, retries=retries, rx_timeout_ms=rx_timeout_ms), calibration
 
 
 class HardwareNode(Node):
     def __init__(self, **node_options):
         super().__init__("so101_driver", **node_options)
         self.params = declare(self, PARAMS)
-        self.port = self.params["sim_port"] if self.params["use_sim"] else self.params["port"]
-        self.bus, self.calibration = make_bus(self.port, self.params["baudrate"], self.params["calibration_file"])
+        self.port = (self.params["sim_port"] or default_sim_port()) if self.params["use_sim"] else self.params["port"]
+        self.bus, self.calibration = make_bus(self.port, self.params["baudrate"], self.params["calibration_file"],
+                                              self.params["retries"], self.params["rx_timeout_ms"])
         self.lower, self.upper = self.calibration.limits()
         self.lock = threading.Lock()  # bus access: timer thread and service calls
         self.connected = False
+        self.ever_connected = False
         self.torque = False
         self.fault: str | None = None
         self.last_attempt = 0.0
@@ -113,7 +122,7 @@ class HardwareNode(Node):
                     self.bus.set_torque(True)
                     self.torque = True
             was = self.fault
-            self.connected, self.fault = True, None
+            self.connected, self.fault, self.ever_connected = True, None, True
             self.get_logger().info(f"connected to the SO-101 bus on {self.port}"
                                    + (f" (fault cleared: {was})" if was else "")
                                    + (", torque on" if self.torque else ", torque off"))
@@ -123,16 +132,20 @@ class HardwareNode(Node):
     def _on_fault(self, err: BusError, first: bool = True) -> None:
         """Stop commanding, try torque off, remember what happened."""
         self.pending = None
-        if first:
+        if first and not self.ever_connected:
+            self.get_logger().warning(f"cannot reach the bus yet ({err}); retrying every "
+                                      f"{self.params['reconnect_period']:.1f} s")
+        elif first:
             self.get_logger().error(f"bus fault: {err}; torque off, commands stopped, retrying every "
                                     f"{self.params['reconnect_period']:.1f} s")
         self.fault = str(err)
         self.connected = False
         with self.lock:
-            try:
-                self.bus.set_torque(False)
-            except BusError:
-                pass  # the bus may be gone: the servos then hold no torque command anyway
+            if self.bus.connected:
+                try:
+                    self.bus.set_torque(False)
+                except BusError:
+                    pass  # the bus may be gone: the servos then hold no torque command anyway
             try:
                 self.bus.close()
             except BusError:
@@ -142,7 +155,11 @@ class HardwareNode(Node):
     def _cycle(self) -> None:
         if not self.connected:
             if time.monotonic() - self.last_attempt >= self.params["reconnect_period"]:
-                self._connect(enable=self.params["auto_enable_after_fault"])
+                # never connected yet (port not there at start): as at start; after a fault on
+                # the real arm, torque waits for the operator (in simulation nobody is there)
+                enable = (self.params["torque_on_start"] if not self.ever_connected
+                          else self.params["auto_enable_after_fault"] or self.params["use_sim"])
+                self._connect(enable=enable)
             return
         try:
             with self.lock:
@@ -261,7 +278,7 @@ class HardwareNode(Node):
         """Torque off on shutdown: the arm must never be left holding a stale command."""
         with self.lock:
             try:
-                if self.connected:
+                if self.connected and self.bus.connected:
                     self.bus.set_torque(False)
                     self.get_logger().info("shutdown: torque off")
             except BusError as err:

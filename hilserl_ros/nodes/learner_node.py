@@ -215,7 +215,7 @@ class LearnerNode(Node):
         rate = len(self._rate_window) / sum(self._rate_window) if self._rate_window else 0.0
         msg = LearnerStats(
             update_step=self.agent.update_step, transitions_received=self.received,
-            transitions_dropped=self.drops.total, utd_ratio=self.agent.config.utd_ratio,
+            transitions_dropped=self.drops.total, sequence_gaps=self.gaps, utd_ratio=self.agent.config.utd_ratio,
             discount=float(self.agent.config.discount), updates_per_second=float(rate),
             rl_buffer_size=len(self.rl), demo_buffer_size=len(self.demo), alpha_collapse=self.alpha_collapse,
             warning=self._collapse_text(stats) if self.alpha_collapse else "")

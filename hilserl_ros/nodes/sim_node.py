@@ -26,7 +26,7 @@ from std_srvs.srv import Trigger
 from hilserl_ros import topics
 from hilserl_ros.hardware.bus import SERVO_IDS
 from hilserl_ros.msg import TaskState
-from hilserl_ros.nodes.hardware_node import SIM_PORT
+from hilserl_ros.nodes.hardware_node import default_sim_port
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.runner import run_node
@@ -40,7 +40,8 @@ PARAMS = [
     ParamSpec("seed", 0, "random seed of targets and cube positions", read_only=True),
     ParamSpec("time_scale", 1.0, "simulated seconds per wall-clock second", min=0.1, max=20.0),
     ParamSpec("task_rate", 10.0, "task state rate (simulated time)", min=1.0, max=100.0, unit="Hz"),
-    ParamSpec("sim_port", SIM_PORT, "path of the emulated servo bus (a symlink to the pty)", read_only=True),
+    ParamSpec("sim_port", "", "path of the emulated servo bus (a symlink to the pty); empty = per-domain default",
+              read_only=True),
     ParamSpec("wire_timing", True, "emulate the 1 Mbps wire time of each servo packet", read_only=True),
 ]
 
@@ -61,7 +62,7 @@ class SimNode(Node):
         self.episode = 1
         self.backend = MujocoServoBackend(self.world)
         self.bus = EmulatedServoBus(ids=SERVO_IDS, backend=self.backend, wire_timing=self.params["wire_timing"],
-                                    link_path=self.params["sim_port"])
+                                    link_path=self.params["sim_port"] or default_sim_port())
         self.bus.start()
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.SENSOR)
         self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
@@ -70,7 +71,7 @@ class SimNode(Node):
         self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
         self._physics.start()
         self.get_logger().info(f"task {self.world.task}, servo bus on {self.bus.port} "
-                               f"(link {self.params['sim_port']}), time scale {self.params['time_scale']}")
+                               f"(link {self.bus.link_path}), time scale {self.params['time_scale']}")
 
     # ------------------------------------------------------------------ loops
     def _run_physics(self) -> None:

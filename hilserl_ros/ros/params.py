@@ -70,6 +70,11 @@ class ParameterTable:
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
         for spec in self.specs.values():
             node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        # values from a parameter file or -p never pass through the set callback: check them
+        # here, so a bad start-up value stops the node with the reason instead of running on it
+        start = self._validate([node.get_parameter(name) for name in self.specs])
+        if not start.successful:
+            raise ValueError(f"{node.get_name()}: bad start-up parameter: {start.reason}")
         node.add_on_set_parameters_callback(self._validate)
         node.add_post_set_parameters_callback(self._apply)
 

@@ -88,7 +88,9 @@ class SO101World:
         with self.lock:
             if seed is not None:
                 self.rng = np.random.default_rng(seed)
+            clock = self.data.time
             mujoco.mj_resetData(self.model, self.data)
+            self.data.time = clock  # simulation time stays monotonic (it drives /clock)
             self.data.qpos[self.qpos_index] = HOME
             self.data.ctrl[self.actuator_index] = HOME
             lo, hi = self.box

@@ -1,0 +1,138 @@
+"""The whole simulated training graph, started by the project launcher, runs episodes: every
+transition reaches the learner, weights reach the actor, interventions are flagged and kept as
+demonstrations, knobs change live, bad input is dropped, and the watchdog speaks up."""
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+
+from hilserl_ros import topics
+from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition
+from hilserl_ros.ros import qos
+from ros_harness import REPO_ROOT, RosSession, processes_with_marker, wait_for
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    run = tmp_path_factory.mktemp("graph")
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "HILSERL_TEST_RUN": marker, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hilserl_ros.launcher", "time_scale:=3.0", "foxglove:=false",
+         f"checkpoint_dir:={run / 'checkpoints'}", "--grace", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
+        env=env)
+    lines: list[str] = []
+    threading.Thread(target=lambda: [lines.append(l.rstrip()) for l in iter(proc.stdout.readline, "")],
+                     daemon=True).start()
+    session = RosSession()
+    peer = session.node("graph_probe")
+    probes = {
+        "transitions": session.probe(peer, Transition, topics.TRANSITIONS, qos.TRANSITIONS),
+        "episodes": session.probe(peer, EpisodeStats, topics.EPISODE_STATS, qos.EVENTS),
+        "stats": session.probe(peer, LearnerStats, topics.LEARNER_STATS, qos.EVENTS),
+        "weights": session.probe(peer, PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED),
+    }
+    setter = peer.create_client(SetParameters, "/learner/set_parameters")
+    try:
+        probes["episodes"].wait(4, timeout=240)
+        yield session, peer, probes, setter, lines
+    finally:
+        session.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        wait_for(lambda: not processes_with_marker(marker), 15, "every node of the graph to exit")
+
+
+def set_param(session, setter, name, value):
+    kind = ParameterType.PARAMETER_INTEGER if isinstance(value, int) else ParameterType.PARAMETER_DOUBLE
+    pv = ParameterValue(type=kind, **({"integer_value": value} if isinstance(value, int) else {"double_value": value}))
+    (result,) = session.call(setter, SetParameters.Request(parameters=[Parameter(name=name, value=pv)])).results
+    return result
+
+
+def test_episodes_run_and_log_as_the_field_report_asks(graph):
+    *_, probes, _, lines = graph
+    episodes = probes["episodes"].messages
+    assert [e.episode for e in episodes[:4]] == [1, 2, 3, 4]
+    text = "\n".join(lines)
+    assert re.search(r"\[ACTOR\] Episode 1 done \| step=\d+ \| reward=-?\d+\.\d\d", text)
+    assert re.search(r"\[LEARNER\] Episode 1 \| step=\d+ \| reward=-?\d+\.\d\d \| intervention=\d+\.\d%", text)
+
+
+def test_every_transition_reaches_the_learner_without_gaps(graph):
+    session, _, probes, _, _ = graph
+    sent = probes["transitions"].messages
+    seqs = [t.seq for t in sent]
+    assert seqs[: len(seqs)] == list(range(seqs[0], seqs[0] + len(seqs)))  # the probe saw them in order
+    stats = probes["stats"].wait(1, timeout=60)[-1]
+    assert stats.sequence_gaps == 0
+    assert stats.transitions_received >= 300  # training started on them
+
+
+def test_interventions_are_flagged_and_kept_as_demonstrations(graph):
+    _, _, probes, _, _ = graph
+    sent = probes["transitions"].messages
+    assert any(t.is_intervention for t in sent) and not all(t.is_intervention for t in sent)
+    stats = probes["stats"].messages[-1]
+    received = stats.transitions_received
+    flagged = sum(t.is_intervention for t in sent if t.seq <= received)
+    assert stats.demo_buffer_size == flagged
+
+
+def test_the_actor_acts_with_the_weights_the_learner_publishes(graph):
+    _, _, probes, _, _ = graph
+    wait_for(lambda: any(e.policy_version > 0 for e in probes["episodes"].messages), 120,
+             "an episode run with trained weights")
+    assert max(w.version for w in probes["weights"].messages) > 0
+
+
+def test_target_entropy_set_live_shows_in_the_next_statistics(graph):
+    session, _, probes, setter, _ = graph
+    result = set_param(session, setter, "target_entropy", -3.0)
+    assert result.successful, result.reason
+    n = len(probes["stats"].messages)
+    probes["stats"].wait(n + 2, timeout=60)
+    assert probes["stats"].messages[-1].target_entropy == pytest.approx(-3.0)
+    refused = set_param(session, setter, "target_entropy", math.nan)
+    assert not refused.successful and refused.reason
+
+
+def test_bad_transitions_are_dropped_and_the_learner_keeps_going(graph):
+    session, peer, probes, _, lines = graph
+    pub = peer.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
+    session.wait_for_subscribers(pub, count=1)
+    before = probes["stats"].messages[-1].transitions_dropped
+    pub.publish(Transition(actor_id="saboteur", seq=1, observation=[math.nan] * 15, next_observation=[0.0] * 15,
+                           action=[0.0] * 4))
+    pub.publish(Transition(actor_id="saboteur", seq=2, observation=[0.0] * 3, next_observation=[0.0] * 3,
+                           action=[0.0] * 4))
+    wait_for(lambda: probes["stats"].messages[-1].transitions_dropped >= before + 2, 60, "the drops to be counted")
+    assert any("dropped a transition: observation[0] is nan" in line for line in lines)
+    n = len(probes["stats"].messages)
+    probes["stats"].wait(n + 3, timeout=60)  # still training
+
+
+def test_the_alpha_collapse_watchdog_fires(graph):
+    session, _, probes, setter, lines = graph
+    # force the condition: every alpha is below a floor of 10, every |action| below 1
+    for name, value in (("alpha_floor", 10.0), ("action_floor", 1.0), ("watchdog_window", 2)):
+        assert set_param(session, setter, name, value).successful
+    wait_for(lambda: probes["stats"].messages[-1].alpha_collapse, 60, "alpha_collapse in the statistics")
+    warning = probes["stats"].messages[-1].warning
+    assert "target_entropy=-3.00" in warning and "-action_dim/2 = -2.0" in warning
+    assert sum("alpha collapse" in line for line in lines) == 1  # warned once
