@@ -159,7 +159,7 @@ def test_malformed_crop_at_start_fails_fast_with_the_reason(tmp_path, node_proce
     camera = start_camera(node_process, tmp_path / "none.avi", "-p", "crop:=[0, 0, 10]")
     wait_for(lambda: camera.proc.poll() is not None, 15, "the node to exit")
     assert camera.proc.returncode == 1
-    assert "parameter crop: a crop must be 4 integers" in camera.output
+    assert "crop: a crop must be 4 integers" in camera.output  # named at start-up, with the reason
 
 
 # ---------------------------------------------------------------------------- in-process, simulated camera

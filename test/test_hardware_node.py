@@ -47,8 +47,12 @@ def test_joint_states_flow_at_50_hz_with_all_joints(driver, bus):
     _, _, states = driver
     n0, t0 = len(states.messages), time.monotonic()
     time.sleep(2.0)
-    rate = (len(states.messages) - n0) / (time.monotonic() - t0)
-    assert rate > 40, f"{rate:.1f} Hz"
+    window = states.messages[n0:]
+    received = len(window) / (time.monotonic() - t0)
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in window]
+    published = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    # the node's rate, from its own stamps: this test process may receive fewer (best effort)
+    assert published > 40, f"{published:.1f} Hz by stamps ({received:.1f} Hz received)"
     msg = states.messages[-1]
     assert list(msg.name) == list(JOINT_NAMES) and len(msg.velocity) == 6 and len(msg.effort) == 6
     assert torque_registers(bus) == [1] * 6  # torque_on_start

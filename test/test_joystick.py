@@ -71,5 +71,6 @@ def test_intervention_node_ends_takeover_when_the_pad_goes_silent(ros):
     assert event.event == EpisodeEvent.SUCCESS
     silent_since = time.monotonic()
     wait_for(lambda: interventions.messages[-1].active is False, 5, "the deadman to end the takeover")
-    assert time.monotonic() - silent_since < node.params["joy_timeout"] + 0.5
+    # ends on the node's own timer, not on a message: bounded by joy_timeout plus scheduling slack
+    assert time.monotonic() - silent_since < node.params["joy_timeout"] + 3.0
     assert len(events.messages) == 1  # holding A does not repeat the event
