@@ -5,6 +5,7 @@
 - servo sync-read rate of all six servos through the real SDK against the emulated bus with
   1 Mbps wire timing (target >= 200 Hz; one read is 98 bytes on the wire, so 1 Mbps allows
   about 1 kHz);
+- /joint_states rate of the hardware node against the emulated bus (target >= 50 Hz);
 - IK solve time, median and p99, for targets 1-2 cm from the current pose (what one 10 Hz
   command asks) and for random reachable targets (target < 1 ms median);
 - simulation physics steps per second and the real-time factor of the reach scene.
@@ -20,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import summary, versions, write  # noqa: E402
+from common import versions, write  # noqa: E402
 
 from hilserl_ros.kinematics import SO101Kinematics  # noqa: E402
 from hilserl_ros.sim.world import HOME, SO101World  # noqa: E402
@@ -74,6 +75,50 @@ def render_rate(frames: int = 5) -> dict:
     return {"seconds_per_frame": per, "frames_per_s": 1.0 / per, "size": 128}
 
 
+def joint_state_rate(seconds: float = 4.0) -> dict:
+    """/joint_states rate of the hardware node against the emulated bus (both in processes of
+    their own, as deployed), from the node's own stamps."""
+    import subprocess
+    import tempfile
+
+    import rclpy
+    from sensor_msgs.msg import JointState
+
+    from hilserl_ros import topics
+    from hilserl_ros.ros import qos
+
+    link = os.path.join(tempfile.mkdtemp(), "bus")
+    env = {**os.environ, "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "88"),
+           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    emulator = subprocess.Popen([sys.executable, "-m", "hilserl_ros.hardware.emulator", "--link", link], env=env)
+    time.sleep(1.0)
+    driver = subprocess.Popen([sys.executable, "-m", "hilserl_ros.nodes.hardware_node", "--ros-args",
+                               "-p", f"port:={link}", "--log-level", "warn"], env=env)
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    rclpy.init()
+    node = rclpy.create_node("bench_joint_states")
+    stamps = []
+    node.create_subscription(JointState, topics.JOINT_STATES,
+                             lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), qos.SENSOR)
+    try:
+        deadline = time.monotonic() + 20
+        while len(stamps) < 10 and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        stamps.clear()
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for proc in (driver, emulator):
+            proc.terminate()
+            proc.wait(10)
+    gaps = np.diff(stamps)
+    return {"hz_from_stamps": (len(stamps) - 1) / (stamps[-1] - stamps[0]), "received": len(stamps),
+            "max_gap_ms": float(gaps.max() * 1e3), "target_hz": 50}
+
+
 def main() -> int:
     from world_bus import measure_sync_read_rate
 
@@ -84,16 +129,20 @@ def main() -> int:
     print(f"[bench] IK 1-2 cm step: median {ik['step']['median_ms']:.3f} ms, p99 {ik['step']['p99_ms']:.3f} ms; "
           f"random reachable: median {ik['random']['median_ms']:.3f} ms, p99 {ik['random']['p99_ms']:.3f} ms, "
           f"worst error {ik['random']['max_error_mm']:.3f} mm")
+    states = joint_state_rate()
+    print(f"[bench] /joint_states from the hardware node: {states['hz_from_stamps']:.1f} Hz "
+          f"(largest gap {states['max_gap_ms']:.0f} ms; target >= 50 Hz)")
     sim = sim_rate()
     print(f"[bench] MuJoCo reach scene: {sim['steps_per_s']:.0f} physics steps/s "
           f"= {sim['real_time_factor']:.1f}x real time")
     cam = render_rate()
     print(f"[bench] camera render 128x128 (software GL): {cam['frames_per_s']:.1f} frames/s")
     path = write("world", {"versions": versions("mujoco", "pin", "feetech-servo-sdk", "numpy"),
-                           "servo_sync_read": bus, "ik": ik, "simulation": sim, "render": cam,
+                           "servo_sync_read": bus, "joint_states": states, "ik": ik, "simulation": sim, "render": cam,
                            "targets": {"sync_read_hz": 200, "ik_median_ms": 1.0}})
     print(f"[bench] wrote {path}")
-    print(f"[bench] sync read {bus['reads_per_s']:.0f} Hz (target >= 200), IK median "
+    print(f"[bench] sync read {bus['reads_per_s']:.0f} Hz (target >= 200), joint states "
+          f"{states['hz_from_stamps']:.0f} Hz (target >= 50), IK median "
           f"{ik['step']['median_ms']:.3f} ms (target < 1), sim {sim['real_time_factor']:.1f}x real time")
     return 0
 

@@ -217,12 +217,12 @@ def test_live_camera_is_drained_at_its_rate_published_at_publish_rate_and_reconn
     peer = ros.node("camera_peer")
     probe = ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR)
     probe.wait(2, timeout=10)
-    count, grabs, t0 = len(probe.messages), fake_camera.grabs, time.monotonic()
-    time.sleep(1.5)
-    rate = (len(probe.messages) - count) / (time.monotonic() - t0)
-    grab_rate = (fake_camera.grabs - grabs) / (time.monotonic() - t0)
-    assert 5 <= rate <= 13, rate  # publish_rate 10 Hz
-    assert grab_rate > 40, grab_rate  # every frame grabbed (queue drained), only the due ones published
+    count, grabs = len(probe.messages), fake_camera.grabs
+    probe.wait(count + 5, timeout=20)
+    published, grabbed = len(probe.messages) - count, fake_camera.grabs - grabs
+    # the camera's queue is drained (every frame grabbed) but only the due frames are published:
+    # a ratio, so a slow machine slows both alike (the rates themselves are not test material)
+    assert grabbed >= 3 * published, (grabbed, published)
 
     fake_camera.plugged.clear()  # unplugged: reads fail, reopening fails
     wait_for(lambda: node._outage_since is not None, 5, "the outage to be noticed")

@@ -305,12 +305,10 @@ def test_always_dropped_raises_not_responding(emu):
     arm = FeetechArmBus(emu.link_path, Calibration.default(), retries=2, rx_timeout_ms=10)
     arm.connect()
     emu.drop_replies(4, 100)
-    start = time.monotonic()
     with pytest.raises(ServoNotResponding) as err:
         arm.read()
     assert err.value.servo_id == 4 and err.value.joint == "wrist_flex"
     assert arm.stats.retries[4] == 2 and arm.stats.errors[4] == 1
-    assert time.monotonic() - start < 0.5  # 3 attempts of a 10 ms window
     arm.close()
 
 

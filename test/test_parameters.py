@@ -88,3 +88,18 @@ def test_descriptors_publish_ranges_and_units(knobs, ros):
     assert (te.floating_point_range[0].from_value, te.floating_point_range[0].to_value) == (-20.0, 0.0)
     assert "[nats]" in te.description
     assert (utd.integer_range[0].from_value, utd.integer_range[0].to_value) == (1, 20)
+
+
+def test_a_rate_parameter_retimes_its_timer_live(ros):
+    from rclpy.node import Node
+
+    from hilserl_ros.ros.params import ParamSpec, declare
+
+    node = ros.add(Node("rated", context=ros.context))
+    params = declare(node, [ParamSpec("rate", 10.0, "ticks per second", min=1.0, max=100.0)])
+    timer = node.create_timer(0.1, lambda: None)
+    params.bind_rate("rate", timer)
+    client = ros.node("rate_client").create_client(SetParameters, "/rated/set_parameters")
+    (result,) = ros.call(client, SetParameters.Request(parameters=[double("rate", 50.0)])).results
+    assert result.successful
+    assert timer.timer_period_ns == 20_000_000

@@ -61,7 +61,7 @@ def train_gym(env_id: str, total_steps: int, seed: int = 0, learning_starts: int
         episode_return += reward
         obs = next_obs
         if step > learning_starts:
-            stats = agent.update(buffer.sample)
+            agent.update(buffer.sample)
         if terminated or truncated:
             returns.append(float(episode_return))
             recent.append(episode_return)

@@ -85,12 +85,8 @@ class ActorNode(Node):
         self.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
         self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
-        self.params.on_change("control_rate", self._retime)
+        self.params.bind_rate("control_rate", self.timer)
         self._waiting_logged = False
-
-    def _retime(self, rate: float) -> None:
-        self.timer.timer_period_ns = int(1e9 / rate)
-        self.timer.reset()
 
     def _new_episode(self) -> None:
         self.step_index = 0

@@ -102,13 +102,9 @@ class HardwareNode(Node):
         self.create_service(SetBool, "~/torque_enable", self._on_torque)
         self.state_timer = self.create_timer(1.0 / self.params["publish_rate"], self._cycle)
         self.diag_timer = self.create_timer(1.0 / self.params["diagnostics_rate"], self._publish_diagnostics)
-        self.params.on_change("publish_rate", lambda v: self._retime(self.state_timer, v))
-        self.params.on_change("diagnostics_rate", lambda v: self._retime(self.diag_timer, v))
+        self.params.bind_rate("publish_rate", self.state_timer)
+        self.params.bind_rate("diagnostics_rate", self.diag_timer)
         self._connect(enable=self.params["torque_on_start"])
-
-    def _retime(self, timer, rate: float) -> None:
-        timer.timer_period_ns = int(1e9 / rate)
-        timer.reset()
 
     # ------------------------------------------------------------------ bus
     def _connect(self, enable: bool) -> None:

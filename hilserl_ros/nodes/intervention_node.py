@@ -55,6 +55,7 @@ class InterventionNode(Node):
         self.event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, qos.EVENTS)
         self.create_subscription(Joy, topics.JOY, self._on_joy, qos.SENSOR)
         self.timer = self.create_timer(1.0 / self.params["rate"], self._publish)
+        self.params.bind_rate("rate", self.timer)
 
     def _mapping(self) -> JoyMapping:
         p = self.params

@@ -39,11 +39,7 @@ class SimCameraNode(Node):
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(TaskState, topics.TASK_STATE, self._on_task, qos.EVENTS)
         self.timer = self.create_timer(1.0 / self.params["render_rate"], self._render)
-        self.params.on_change("render_rate", self._retime)
-
-    def _retime(self, rate: float) -> None:
-        self.timer.timer_period_ns = int(1e9 / rate)
-        self.timer.reset()
+        self.params.bind_rate("render_rate", self.timer)
 
     def _on_joints(self, msg: JointState) -> None:
         index = {n: i for i, n in enumerate(msg.name)}

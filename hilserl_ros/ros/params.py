@@ -90,6 +90,14 @@ class ParameterTable:
             raise KeyError(f"{name} is not a declared parameter of {self.node.get_name()}")
         self._handlers.setdefault(name, []).append(handler)
 
+    def bind_rate(self, name: str, timer) -> None:
+        """Keep ``timer`` firing at the rate (Hz) held by parameter ``name``, live."""
+        def retime(rate: float) -> None:
+            timer.timer_period_ns = int(1e9 / rate)
+            timer.reset()
+
+        self.on_change(name, retime)
+
     def _validate(self, params: list[Parameter]) -> SetParametersResult:
         for param in params:
             spec = self.specs.get(param.name)
