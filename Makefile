@@ -31,7 +31,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train launch test test-fast build clean distclean graph bench-learner bench-world lock
+.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world lock
 
 setup: $(BUILD_STAMP)
 
@@ -57,6 +57,10 @@ build: $(BUILD_STAMP)
 
 train: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.train $(ARGS)
+
+# the field report's experiment: target_entropy -action_dim vs -action_dim/2, alpha and |action| plotted
+experiment-entropy: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.entropy_experiment $(ARGS)
 
 # the same graph, started without the training monitor (ros2 launch's equivalent)
 launch: $(BUILD_STAMP)

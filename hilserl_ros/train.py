@@ -100,6 +100,36 @@ class Monitor:
         }
 
 
+def set_learner_parameter(node, name: str, value: float, timeout: float = 60.0) -> None:
+    """A SetParameters call on /learner: the path `ros2 param set /learner ...` takes."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = node.create_client(SetParameters, "/learner/set_parameters")
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise RuntimeError("the learner's parameter service did not come up")
+    value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value_msg)]))
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = future.result().results[0] if future.done() else None
+    if result is None or not result.successful:
+        raise RuntimeError(f"/learner refused {name}={value}: {result.reason if result else 'no reply'}")
+    print(f"[train] /learner {name} set to {value}")
+
+
+def write_learner_stats(run_dir: str, monitor: Monitor) -> str:
+    path = os.path.join(run_dir, "learner_stats.csv")
+    rows = monitor.stat_rows
+    with open(path, "w", newline="") as fh:
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
 def write_history(run_dir: str, monitor: Monitor) -> str:
     path = os.path.join(run_dir, "history.csv")
     with open(path, "w", newline="") as fh:
@@ -144,7 +174,8 @@ def plot(run_dir: str, monitor: Monitor, window: int) -> str:
         twin.plot(updates, [r["entropy"] for r in rows], label="entropy", color="tab:blue", alpha=0.7)
         twin.plot(updates, [r["target_entropy"] for r in rows], "--", label="target entropy", color="tab:blue")
         twin.set_ylabel("nats")
-        twin.legend(loc="upper right")
+        lines = ax.get_lines() + twin.get_lines()
+        twin.legend(lines, [line.get_label() for line in lines], loc="upper right")
     fig.tight_layout()
     path = os.path.join(run_dir, "training.png")
     fig.savefig(path, dpi=100)
@@ -159,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.9, help="success rate that ends training")
     parser.add_argument("--window", type=int, default=20, help="episodes the success rate is taken over")
     parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--target-entropy", type=float, default=None,
+                        help="set /learner target_entropy at start (as `ros2 param set` would)")
     opts = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -181,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 
+    if opts.target_entropy is not None:
+        set_learner_parameter(monitor.node, "target_entropy", opts.target_entropy)
     start = time.monotonic()
     reached = False
     bar = tqdm(total=int(opts.minutes * 60), unit="s", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s {postfix}")
@@ -214,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher.request_stop("training done")
     runner.join(timeout=60)
     history = write_history(run_dir, monitor)
+    write_learner_stats(run_dir, monitor)
     png = plot(run_dir, monitor, opts.window)
     executor.shutdown()
     spinner.join(timeout=5)

@@ -1,6 +1,7 @@
 """The scripted operator intervenes when the policy stalls or drifts, steers to the goal, and
 leaves a policy that makes progress alone."""
 import numpy as np
+import pytest
 
 from hilserl_ros.human import HumanConfig, ScriptedHuman
 
@@ -41,3 +42,14 @@ def test_the_operator_lets_go_after_takeover_steps():
     ee, goal = np.zeros(3), np.array([0.1, 0, 0])
     flags = [human.step(ee, goal) is not None for _ in range(8)]  # the arm never moves: stalled
     assert flags[:2] == [False, False] and flags[2:5] == [True, True, True] and flags[5] is False
+
+
+def test_observation_scales_the_reach_offset_to_order_one():
+    from hilserl_ros.observation import OBS_DIM, build_observation
+
+    obs = build_observation(np.zeros(6), [0.2, 0.0, 0.1], [0.25, 0.0, 0.1])
+    assert obs.shape == (OBS_DIM,) and obs.dtype == np.float32
+    assert obs[12] == pytest.approx(1.0)  # 5 cm ahead in x reads 1.0
+    assert obs[6] == pytest.approx(1.0)  # 20 cm reads 1.0
+    with pytest.raises(ValueError, match="6 joints"):
+        build_observation(np.zeros(5), [0, 0, 0], [0, 0, 0])
