@@ -31,7 +31,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world lock
+.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world bench-graph lock
 
 setup: $(BUILD_STAMP)
 
@@ -77,6 +77,9 @@ test-fast: $(BUILD_STAMP)
 
 bench-learner: $(BUILD_STAMP)
 	$(RUN) $(PY) bench/learner.py $(ARGS)
+
+bench-graph: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) bench/graph.py $(ARGS)
 
 bench-world: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/world.py $(ARGS)

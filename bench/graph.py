@@ -1,0 +1,180 @@
+"""Figures of the training graph over ROS 2 (simulation, this machine).
+
+    make bench-graph        (python bench/graph.py [--seconds 60] [--no-train])
+
+- observation-to-command latency at 10 Hz: for each EE command, the age of the newest
+  /joint_states sample (stamped by the hardware node) when the command arrives: the joint
+  state -> IK pose -> actor -> command path, DDS hops included; p50 and p99;
+- weight broadcast latency: PolicyWeights stamp (learner) to arrival, for the state policy of
+  the running graph, and for an image policy (one 128x128 camera) sent the same way;
+- transitions per second actor -> learner, which is also the simulated environment steps per
+  second through the full graph (one transition per step), at time_scale 1 and 3;
+- wall-clock time `make train` takes to reach 90% policy success on reach (skip: --no-train).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import versions, write  # noqa: E402
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def run_graph(seconds: float, time_scale: float) -> dict:
+    import rclpy
+    from rclpy.context import Context
+    from sensor_msgs.msg import JointState
+
+    from hilserl_ros import topics
+    from hilserl_ros.graph import TRAIN_GRAPH
+    from hilserl_ros.launcher import Launcher
+    from hilserl_ros.msg import EndEffectorCommand, PolicyWeights, Transition
+    from hilserl_ros.ros import qos
+
+    workdir = tempfile.mkdtemp(prefix="bench-graph-")
+    log = open(os.path.join(workdir, "graph.log"), "w", buffering=1)
+    launcher = Launcher(TRAIN_GRAPH, {"time_scale": str(time_scale), "foxglove": "false",
+                                      "checkpoint_dir": os.path.join(workdir, "checkpoints")}, out=log)
+    runner = threading.Thread(target=launcher.run, kwargs={"install_signal_handlers": False}, daemon=True)
+    runner.start()
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_graph", context=context)
+    latest_joint = [None]
+    command_ages, weight_latency, transitions = [], [], []
+
+    def on_joints(msg):
+        latest_joint[0] = stamp_seconds(msg.header.stamp)
+
+    def on_command(msg):
+        if latest_joint[0] is not None:
+            command_ages.append(time.time() - latest_joint[0])
+
+    def on_weights(msg):
+        weight_latency.append(time.time() - stamp_seconds(msg.header.stamp))
+
+    node.create_subscription(JointState, topics.JOINT_STATES, on_joints, qos.SENSOR)
+    node.create_subscription(EndEffectorCommand, topics.EE_COMMAND, on_command, qos.EVENTS)
+    node.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, on_weights, qos.LATCHED)
+    node.create_subscription(Transition, topics.TRANSITIONS, lambda m: transitions.append(time.monotonic()),
+                             qos.TRANSITIONS)
+    try:
+        deadline = time.monotonic() + 60
+        while len(transitions) < 20 and time.monotonic() < deadline:  # graph up and stepping
+            rclpy.spin_once(node, timeout_sec=0.1)
+        command_ages.clear()
+        weight_latency.clear()
+        start, n0 = time.monotonic(), len(transitions)
+        while time.monotonic() - start < seconds:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        steps = (len(transitions) - n0) / (time.monotonic() - start)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+        launcher.request_stop("benchmark done")
+        runner.join(timeout=60)
+    ages = np.array(command_ages) * 1e3
+    lat = np.array(weight_latency) * 1e3
+    return {"time_scale": time_scale, "env_steps_per_s": steps, "transitions_per_s": steps,
+            "obs_to_command_ms": {"p50": float(np.median(ages)), "p99": float(np.percentile(ages, 99)),
+                                  "n": int(ages.size)} if ages.size else None,
+            "state_weights_latency_ms": {"p50": float(np.median(lat)), "max": float(lat.max()),
+                                         "n": int(lat.size)} if lat.size else None}
+
+
+def image_weights_latency(repeats: int = 10) -> dict:
+    """An image policy's weights (one 128x128 camera) sent over DDS as the learner sends them."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import MultiThreadedExecutor
+
+    from hilserl_ros.learning.config import SACConfig
+    from hilserl_ros.learning.sac import Policy, sha256
+    from hilserl_ros.msg import PolicyWeights
+    from hilserl_ros.ros import qos
+
+    data, meta = Policy(SACConfig(obs_dim=15, action_dim=4, image_keys=("front",))).to_bytes(1)
+    context = Context()
+    rclpy.init(context=context)
+    sender = rclpy.create_node("bench_weights_tx", context=context)
+    receiver = rclpy.create_node("bench_weights_rx", context=context)
+    got = []
+    receiver.create_subscription(PolicyWeights, "/bench/policy_weights",
+                                 lambda m: got.append(time.time() - stamp_seconds(m.header.stamp)), qos.LATCHED)
+    pub = sender.create_publisher(PolicyWeights, "/bench/policy_weights", qos.LATCHED)
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(receiver)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    while pub.get_subscription_count() == 0:
+        time.sleep(0.05)
+    for i in range(repeats):
+        msg = PolicyWeights(version=i, format="safetensors", metadata_json=meta, sha256=sha256(data), data=data)
+        msg.header.stamp = sender.get_clock().now().to_msg()
+        pub.publish(msg)
+        deadline = time.monotonic() + 10
+        while len(got) <= i and time.monotonic() < deadline:
+            time.sleep(0.005)
+    executor.shutdown()
+    context.try_shutdown()
+    lat = np.array(got) * 1e3
+    return {"bytes": len(data), "p50_ms": float(np.median(lat)), "max_ms": float(lat.max()), "n": int(lat.size)}
+
+
+def time_to_90(minutes: float = 15.0) -> dict:
+    run_dir = tempfile.mkdtemp(prefix="bench-train-")
+    out = subprocess.run([sys.executable, "-m", "hilserl_ros.train", "--minutes", str(minutes), "--run-dir", run_dir],
+                         capture_output=True, text=True).stdout
+    match = re.search(r"\[train\] (reached|did NOT reach) .*?: (\d+) episodes, ([\d.]+) min", out)
+    if not match:
+        return {"reached": False, "minutes": None}
+    return {"reached": match.group(1) == "reached", "episodes": int(match.group(2)), "minutes": float(match.group(3))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=40.0, help="measurement window per time scale")
+    parser.add_argument("--no-train", action="store_true", help="skip the time-to-90%% training run")
+    opts = parser.parse_args()
+    graphs = []
+    for scale in (1.0, 3.0):
+        g = run_graph(opts.seconds, scale)
+        graphs.append(g)
+        lat = g["obs_to_command_ms"] or {"p50": float("nan"), "p99": float("nan")}
+        w = g["state_weights_latency_ms"] or {"p50": float("nan"), "max": float("nan")}
+        print(f"[bench] time_scale {scale:g}: {g['env_steps_per_s']:.1f} env steps/s = transitions/s through the "
+              f"graph; obs->command p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms; state weights "
+              f"p50 {w['p50']:.1f} ms", flush=True)
+    image = image_weights_latency()
+    print(f"[bench] image policy weights ({image['bytes'] / 1e6:.1f} MB): p50 {image['p50_ms']:.1f} ms, "
+          f"max {image['max_ms']:.1f} ms", flush=True)
+    train = None if opts.no_train else time_to_90()
+    if train:
+        print(f"[bench] make train: {'reached' if train['reached'] else 'did NOT reach'} 90% policy success "
+              f"in {train['minutes']} min", flush=True)
+    path = write("graph", {"versions": versions("ros-rclpy", "torch", "mujoco"), "graph": graphs,
+                           "image_weights": image, "time_to_90_percent": train})
+    print(f"[bench] wrote {path}")
+    first = graphs[0]["obs_to_command_ms"] or {"p50": float("nan"), "p99": float("nan")}
+    print(f"[bench] obs->command p50 {first['p50']:.1f} ms / p99 {first['p99']:.1f} ms at 10 Hz; "
+          f"{graphs[1]['env_steps_per_s']:.0f} env steps/s at time_scale 3"
+          + (f"; 90% reach success after {train['minutes']} min" if train and train["reached"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
