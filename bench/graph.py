@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import array
 import os
 import re
 import subprocess
@@ -37,6 +38,7 @@ def stamp_seconds(stamp) -> float:
 def run_graph(seconds: float, time_scale: float) -> dict:
     import rclpy
     from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
 
     from hilserl_ros import topics
@@ -72,17 +74,20 @@ def run_graph(seconds: float, time_scale: float) -> dict:
     node.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, on_weights, qos.LATCHED)
     node.create_subscription(Transition, topics.TRANSITIONS, lambda m: transitions.append(time.monotonic()),
                              qos.TRANSITIONS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     try:
         deadline = time.monotonic() + 60
         while len(transitions) < 20 and time.monotonic() < deadline:  # graph up and stepping
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
         command_ages.clear()
         weight_latency.clear()
         start, n0 = time.monotonic(), len(transitions)
         while time.monotonic() - start < seconds:
-            rclpy.spin_once(node, timeout_sec=0.05)
+            executor.spin_once(timeout_sec=0.05)
         steps = (len(transitions) - n0) / (time.monotonic() - start)
     finally:
+        executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
         launcher.request_stop("benchmark done")
@@ -123,7 +128,8 @@ def image_weights_latency(repeats: int = 10) -> dict:
     while pub.get_subscription_count() == 0:
         time.sleep(0.05)
     for i in range(repeats):
-        msg = PolicyWeights(version=i, format="safetensors", metadata_json=meta, sha256=sha256(data), data=data)
+        msg = PolicyWeights(version=i, format="safetensors", metadata_json=meta, sha256=sha256(data))
+        msg.data = array.array("B", data)  # as the learner sends it
         msg.header.stamp = sender.get_clock().now().to_msg()
         pub.publish(msg)
         deadline = time.monotonic() + 10

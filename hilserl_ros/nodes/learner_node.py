@@ -18,6 +18,7 @@ flagged in LearnerStats.alpha_collapse while it lasts.
 """
 from __future__ import annotations
 
+import array
 import collections
 import os
 import threading
@@ -205,7 +206,8 @@ class LearnerNode(Node):
     def _publish_weights(self) -> None:
         data, meta = self.agent.policy.to_bytes(self.agent.update_step)
         msg = PolicyWeights(version=self.agent.update_step, format="safetensors", metadata_json=meta,
-                            sha256=sha256(data), data=data)
+                            sha256=sha256(data))
+        msg.data = array.array("B", data)  # an array is taken as is; bytes are checked one by one
         msg.header.stamp = self.get_clock().now().to_msg()
         self.weights_pub.publish(msg)
         self._last_push = time.monotonic()

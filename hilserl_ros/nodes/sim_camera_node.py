@@ -8,6 +8,8 @@ that is not ready in time is skipped, never queued.
 """
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -57,7 +59,8 @@ class SimCameraNode(Node):
         self.world.show(q, goal, block=goal if self.task.task == "pick_cube" else None)
         pixels = self.world.render()
         msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", is_bigendian=0,
-                    step=pixels.shape[1] * 3, data=pixels.tobytes())
+                    step=pixels.shape[1] * 3)
+        msg.data = array.array("B", pixels.tobytes())  # taken as is (bytes would be checked one by one)
         msg.header.stamp, msg.header.frame_id = stamp, topics.CAMERA_FRAME
         self.pub.publish(msg)
 
