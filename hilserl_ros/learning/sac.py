@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors.torch import load as safetensors_load
 
 from hilserl_ros.learning.buffers import Batch
 from hilserl_ros.learning.config import SACConfig, validate
@@ -76,7 +77,7 @@ class Policy(torch.nn.Module):
         return policy
 
     def load_bytes(self, data: bytes) -> None:
-        tensors = safetensors.torch.load(data)
+        tensors = safetensors_load(data)  # safetensors: a JSON header and raw tensors, no pickle
         missing = set(self.state_dict()) - set(tensors)
         unexpected = set(tensors) - set(self.state_dict())
         if missing or unexpected:
