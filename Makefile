@@ -31,7 +31,8 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world bench-graph lock
+.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world \
+	bench-graph lock record-demos replay report
 
 setup: $(BUILD_STAMP)
 
@@ -65,6 +66,21 @@ experiment-entropy: $(BUILD_STAMP)
 # the same graph, started without the training monitor (ros2 launch's equivalent)
 launch: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.launcher $(ARGS)
+
+# demonstrations as a rosbag2 (MCAP) bag: make record-demos ARGS="--episodes 20 [--operator joystick]"
+record-demos: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.record_demos $(ARGS)
+
+# republish a bag at its timing: make replay BAG=runs/run_... [RATE=2.0]
+BAG ?=
+RATE ?= 1.0
+replay: $(BUILD_STAMP)
+	@test -n "$(BAG)" || { echo "usage: make replay BAG=path/to/bag [RATE=1.0]"; exit 2; }
+	$(RUN) $(PY) -m hilserl_ros.nodes.player_node --ros-args -p bag:="$(BAG)" -p rate:=$(RATE)
+
+# PNG plots of a run (run dir, bag or csv): make report ARGS="runs/train-..."
+report: $(BUILD_STAMP)
+	$(RUN) $(PY) -m hilserl_ros.report $(ARGS)
 
 graph: $(BUILD_STAMP)
 	$(RUN) $(PY) -m hilserl_ros.launcher --list $(ARGS)

@@ -46,8 +46,8 @@ class NodeSpec:
     """
 
     name: str  # ROS node name: `ros2 param set /<name> ...`, key in the parameter file
-    executable: str  # `ros2 run hilserl_ros <executable>`
-    module: str  # Python module whose main() runs the node
+    executable: str  # `ros2 run <package> <executable>`
+    module: str  # Python module whose main() runs the node ("" for another package's node)
     description: str
     params_file: str | None = None  # file in config/
     arg_parameters: Mapping[str, str] = field(default_factory=dict)
@@ -55,6 +55,10 @@ class NodeSpec:
     remappings: tuple[tuple[str, str], ...] = ()
     only_if: str | None = None
     unless: str | None = None
+    operator: str | None = None  # runs only for this operator (the `operator` argument)
+    package: str = PACKAGE  # another package's node (robot_state_publisher, rviz2) runs where installed
+    file_parameters: Mapping[str, str] = field(default_factory=dict)  # parameter -> file in the share dir, as text
+    share_arguments: tuple[str, ...] = ()  # command-line arguments; "{share}" is the share directory
     respawn: bool = False
     respawn_delay: float = 2.0
 
@@ -74,6 +78,13 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
     LaunchArg("sim_camera", "false", "Render the simulated camera (software GL: slow on CPU)", ("true", "false"),
               bool),
+    LaunchArg("operator", "auto", "Who intervenes: scripted (simulation only) or joystick (a gamepad on /joy); "
+              "auto = scripted in simulation, joystick on the real arm", ("auto", "scripted", "joystick")),
+    LaunchArg("demo_bags", "", "Comma-separated bags whose transitions the learner preloads as demonstrations"),
+    LaunchArg("robot_state_publisher", "true", "Publish /robot_description and /tf from /joint_states "
+              "(robot_state_publisher, full ROS 2 install; the Foxglove bridge does it where it is absent)",
+              ("true", "false"), bool),
+    LaunchArg("rviz", "false", "Start RViz with rviz/hilserl.rviz (full ROS 2 install)", ("true", "false"), bool),
     LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only)", kind=float),
     LaunchArg("checkpoint_dir", "runs/checkpoints", "Where the learner writes and resumes checkpoints"),
 )
@@ -129,7 +140,7 @@ NODES: tuple[NodeSpec, ...] = (
         description="Built-in gamepad reader publishing sensor_msgs/Joy on /joy",
         params_file="gamepad.yaml",
         only_if="gamepad",
-        unless="use_sim",
+        operator="joystick",
     ),
     NodeSpec(
         name="joy_intervention",
@@ -137,7 +148,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.intervention_node",
         description="/joy -> intervention action with deadman, episode buttons",
         params_file="intervention.yaml",
-        unless="use_sim",
+        operator="joystick",
     ),
     NodeSpec(
         name="scripted_human",
@@ -145,7 +156,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.scripted_human_node",
         description="Simulated operator: takes over when the policy drifts, like a person with a gamepad",
         params_file="scripted_human.yaml",
-        only_if="use_sim",
+        operator="scripted",
     ),
     NodeSpec(
         name="actor",
@@ -163,8 +174,26 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.learner_node",
         description="SAC learner: buffers, updates, weights and statistics out, checkpoints",
         params_file="learner.yaml",
-        arg_parameters={"checkpoint_dir": "checkpoint_dir"},
+        arg_parameters={"checkpoint_dir": "checkpoint_dir", "demo_bags": "demo_bags"},
         respawn=True,
+    ),
+    NodeSpec(
+        name="robot_state_publisher",
+        executable="robot_state_publisher",
+        module="",
+        package="robot_state_publisher",
+        description="URDF + /joint_states -> /tf and /robot_description (RViz, Foxglove)",
+        file_parameters={"robot_description": "urdf/so101.urdf"},
+        only_if="robot_state_publisher",
+    ),
+    NodeSpec(
+        name="rviz",
+        executable="rviz2",
+        module="",
+        package="rviz2",
+        description="RViz with the arm, EE pose, workspace box and camera",
+        share_arguments=("-d", "{share}/rviz/hilserl.rviz"),
+        only_if="rviz",
     ),
     NodeSpec(
         name="foxglove_bridge",
@@ -183,6 +212,17 @@ NODES: tuple[NodeSpec, ...] = (
         params_file="recorder.yaml",
         arg_parameters={"bag_dir": "bag_dir"},
         only_if="record",
+    ),
+)
+
+
+# Nodes run on their own, outside the training graph (`ros2 run hilserl_ros <executable>`).
+TOOLS: tuple[NodeSpec, ...] = (
+    NodeSpec(
+        name="player",
+        executable="player_node",
+        module="hilserl_ros.nodes.player_node",
+        description="rosbag2 (MCAP) player: republishes a bag at its recorded timing x rate",
     ),
 )
 
@@ -216,6 +256,10 @@ class Graph:
             if arg.choices and str(value).lower() not in arg.choices:
                 raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
             values[name] = str(value)
+        if values.get("operator") == "auto":
+            values["operator"] = "scripted" if parse_bool(values.get("use_sim", "true"), "use_sim") else "joystick"
+        if values.get("operator") == "scripted" and not parse_bool(values.get("use_sim", "true"), "use_sim"):
+            raise ValueError("operator:=scripted needs the simulation (use_sim:=true); on the real arm use a joystick")
         return values
 
     def active_nodes(self, overrides: Mapping[str, str] | None = None) -> list[NodeSpec]:
@@ -229,6 +273,8 @@ def is_active(spec: NodeSpec, args: Mapping[str, str]) -> bool:
         return False
     if spec.unless is not None and parse_bool(args[spec.unless], spec.unless):
         return False
+    if spec.operator is not None and args["operator"] != spec.operator:
+        return False
     return True
 
 
@@ -238,6 +284,9 @@ def node_parameters(spec: NodeSpec, args: Mapping[str, str],
     the argument's ``kind`` (so ``camera:=0`` stays the string "0" for a string parameter)."""
     kinds = {a.name: a for a in arguments}
     params: dict[str, object] = dict(spec.parameters)
+    for param, rel in spec.file_parameters.items():
+        with open(os.path.join(share_dir(), rel)) as fh:
+            params[param] = fh.read()
     for param, arg in spec.arg_parameters.items():
         params[param] = kinds[arg].typed(args[arg]) if arg in kinds else args[arg]
     return params
@@ -267,17 +316,33 @@ def params_file_path(spec: NodeSpec, share: str | None = None) -> str | None:
     return os.path.join(share or share_dir(), "config", spec.params_file)
 
 
+def node_arguments(spec: NodeSpec, share: str | None = None) -> list[str]:
+    return [a.replace("{share}", share or share_dir()) for a in spec.share_arguments]
+
+
+def external_executable(spec: NodeSpec) -> str | None:
+    """Where another package's executable is installed (``<prefix>/lib/<package>/<exe>``), if it is."""
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        path = os.path.join(prefix, "lib", spec.package, spec.executable)
+        if prefix and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def is_implemented(spec: NodeSpec) -> bool:
-    """Whether the node's module exists yet (the graph names nodes later work delivers)."""
+    """Whether the node can run here: our module exists (the graph names nodes later work
+    delivers), or another package's executable is installed."""
+    if spec.package != PACKAGE:
+        return external_executable(spec) is not None
     if not spec.module.startswith(PACKAGE + "."):
         return True
     rel = spec.module.replace(".", os.sep) + ".py"
     return os.path.isfile(os.path.join(source_root(), rel))
 
 
-def entry_points(nodes: tuple[NodeSpec, ...] = NODES) -> list[str]:
+def entry_points(nodes: tuple[NodeSpec, ...] = NODES + TOOLS) -> list[str]:
     """Console entry points of the nodes that exist."""
-    return [spec.entry_point for spec in nodes if is_implemented(spec)]
+    return [spec.entry_point for spec in nodes if spec.package == PACKAGE and is_implemented(spec)]
 
 
 if __name__ == "__main__":
@@ -290,4 +355,6 @@ if __name__ == "__main__":
                 cond.append(f"if {spec.only_if}")
             if spec.unless:
                 cond.append(f"unless {spec.unless}")
+            if spec.operator:
+                cond.append(f"operator={spec.operator}")
             print(f"{spec.name:18s} {spec.executable:22s} {' '.join(cond):28s} {spec.description}")

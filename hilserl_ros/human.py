@@ -25,6 +25,7 @@ class HumanConfig:
     jitter: float = 0.1  # std of the operator's hand noise (normalised units)
     success_radius: float = 0.02  # no need to intervene inside this distance
     seed: int = 0
+    demonstrate: bool = False  # drive every step (recording demonstrations), not only when stuck
 
 
 class ScriptedHuman:
@@ -47,7 +48,9 @@ class ScriptedHuman:
         error = goal - ee
         distance = float(np.linalg.norm(error))
         self.history.append(distance)
-        if self.remaining == 0 and distance > self.config.success_radius \
+        if self.config.demonstrate:
+            self.remaining = max(self.remaining, 1)  # always engaged: the whole episode is shown
+        elif self.remaining == 0 and distance > self.config.success_radius \
                 and len(self.history) == self.history.maxlen \
                 and self.history[0] - distance < self.config.progress:
             self.remaining = self.config.takeover_steps

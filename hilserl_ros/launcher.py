@@ -31,8 +31,11 @@ from hilserl_ros.graph import (
     TRAIN_GRAPH,
     Graph,
     LaunchArg,
+    PACKAGE,
     NodeSpec,
+    external_executable,
     is_implemented,
+    node_arguments,
     node_parameters,
     params_file_path,
 )
@@ -81,7 +84,11 @@ def _param_literal(value: object) -> str:
 def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None,
                  arguments: tuple[LaunchArg, ...] = LAUNCH_ARGUMENTS) -> list[str]:
     """The command line that runs one node, the same one ``ros2 launch`` builds."""
-    cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.package == PACKAGE:
+        cmd = [sys.executable, "-m", spec.module]
+    else:
+        cmd = [external_executable(spec) or spec.executable]
+    cmd += node_arguments(spec, share) + ["--ros-args", "-r", f"__node:={spec.name}"]
     path = params_file_path(spec, share)
     if path is not None and os.path.isfile(path):
         cmd += ["--params-file", path]
@@ -262,7 +269,9 @@ class Launcher:
         for managed in self.nodes:
             lines.append(f"  {managed.spec.name:18s} {' '.join(managed.command[1:3])}")
         for spec in self.missing:
-            lines.append(f"  {spec.name:18s} NOT IMPLEMENTED YET ({spec.module}): {spec.description}")
+            where = (f"not installed here (package {spec.package})" if spec.package != PACKAGE
+                     else f"NOT IMPLEMENTED YET ({spec.module})")
+            lines.append(f"  {spec.name:18s} {where}: {spec.description}")
         return "\n".join(lines)
 
     def run(self, install_signal_handlers: bool = True) -> int:
@@ -272,8 +281,9 @@ class Launcher:
             signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop_reason", "SIGTERM"))
         for line in self.describe().splitlines():
             self.say(line)
-        if self.missing:
-            self.say("still missing: " + ", ".join(s.name for s in self.missing))
+        ours = [s.name for s in self.missing if s.package == PACKAGE]
+        if ours:
+            self.say("still missing: " + ", ".join(ours))
         if not self.nodes:
             self.say("no node of this graph exists yet; nothing to start")
             return 0

@@ -72,7 +72,7 @@ class Monitor:
             self.stat_rows.append({"update": msg.update_step, "alpha": msg.alpha, "entropy": msg.entropy,
                                    "target_entropy": msg.target_entropy, "critic_loss": msg.critic_loss,
                                    "action_abs_mean": msg.action_abs_mean, "q_mean": msg.q_mean,
-                                   "episodes": len(self.episodes)})
+                                   "alpha_collapse": int(msg.alpha_collapse), "episodes": len(self.episodes)})
 
     @staticmethod
     def autonomous(e: EpisodeStats) -> bool:
@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = opts.run_dir or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
-    overrides = {"time_scale": "3.0", "foxglove": "false", "checkpoint_dir": os.path.join(run_dir, "checkpoints")}
+    overrides = {"time_scale": "3.0", "foxglove": "false", "checkpoint_dir": os.path.join(run_dir, "checkpoints"),
+                 "bag_dir": run_dir}  # with record:=true the run's bag lands next to its plots
     overrides.update(parse_overrides(opts.arguments))
     log = TeeLog(os.path.join(run_dir, "graph.log"), lambda line: tqdm.write(line.strip()))
     launcher = Launcher(TRAIN_GRAPH, overrides, out=log)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[train] {verdict} {opts.target:.0%} policy success (no intervention) over {opts.window} episodes: "
           f"{s['episodes']} episodes, {elapsed / 60:.1f} min, policy success {s['autonomous']:.0%}, "
           f"success with help {s['success']:.0%}, intervention {s['intervention']:.0%}, alpha {s['alpha']:.3f}")
-    print(f"[train] history {history}, plot {png}")
+    print(f"[train] history {history}, plot {png}; all plots: make report ARGS={run_dir}")
     return 0 if reached else 1
 
 

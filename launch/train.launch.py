@@ -8,7 +8,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from hilserl_ros.graph import TRAIN_GRAPH, is_implemented, node_parameters, params_file_path
+from hilserl_ros.graph import TRAIN_GRAPH, is_implemented, node_arguments, node_parameters, params_file_path
 
 
 def _nodes(context, graph=TRAIN_GRAPH):
@@ -17,7 +17,7 @@ def _nodes(context, graph=TRAIN_GRAPH):
     actions = []
     for spec in graph.active_nodes(args):
         if not is_implemented(spec):
-            continue  # named by the graph, delivered by later work
+            continue  # another package that is not installed (e.g. rviz2 on a robot without a screen)
         parameters = []
         path = params_file_path(spec)
         if path is not None:
@@ -27,8 +27,9 @@ def _nodes(context, graph=TRAIN_GRAPH):
             parameters.append(extra)
         actions.append(
             Node(
-                package="hilserl_ros",
+                package=spec.package,
                 executable=spec.executable,
+                arguments=node_arguments(spec),
                 name=spec.name,
                 parameters=parameters,
                 remappings=list(spec.remappings),

@@ -53,3 +53,13 @@ def test_observation_scales_the_reach_offset_to_order_one():
     assert obs[6] == pytest.approx(1.0)  # 20 cm reads 1.0
     with pytest.raises(ValueError, match="6 joints"):
         build_observation(np.zeros(5), [0, 0, 0], [0, 0, 0])
+
+
+def test_demonstration_mode_drives_every_step_even_while_progressing():
+    human = ScriptedHuman(HumanConfig(jitter=0.0, demonstrate=True))
+    goal, ee = np.array([0.25, 0.05, 0.10]), np.array([0.20, -0.05, 0.15])
+    for _ in range(30):
+        action = human.step(ee, goal)
+        assert action is not None  # the corrective mode would wait `patience` steps first
+        ee = ee + 0.02 * action[:3]
+    assert np.linalg.norm(goal - ee) < 0.02

@@ -53,7 +53,7 @@ class Node:
         if unknown:
             raise TypeError(f"launch_ros Node() got unexpected keyword arguments {sorted(unknown)}")
         self.kwargs = {"executable": executable, "package": package, "name": name, "parameters": parameters,
-                       "remappings": remappings, **kwargs}
+                       "remappings": remappings, "arguments": arguments, **kwargs}
 
 
 @pytest.fixture
@@ -103,6 +103,7 @@ def test_declares_every_graph_argument_with_defaults_and_choices(launch_module):
     {"use_sim": "false", "port": "/dev/ttyUSB3", "camera": "2"},
     {"use_sim": "true", "task": "pick_cube", "record": "true", "foxglove": "false"},
     {"use_sim": "false", "gamepad": "false", "record": "true", "bag_dir": "/data/bags"},
+    {"use_sim": "true", "operator": "joystick", "rviz": "true", "robot_state_publisher": "false"},
 ])
 def test_nodes_and_parameters_match_the_graph_description(launch_module, overrides):
     _, actions = evaluate(launch_module, overrides)
@@ -111,13 +112,14 @@ def test_nodes_and_parameters_match_the_graph_description(launch_module, overrid
     assert [a.kwargs["name"] for a in actions] == [s.name for s in expected]
     for action, spec in zip(actions, expected):
         kw = action.kwargs
-        assert kw["package"] == "hilserl_ros"
+        assert kw["package"] == spec.package
         assert kw["executable"] == spec.executable
+        assert kw["arguments"] == graph.node_arguments(spec)
         assert kw["remappings"] == list(spec.remappings)
         assert kw["respawn"] == spec.respawn
         files = [p for p in kw["parameters"] if isinstance(p, str)]
         dicts = [p for p in kw["parameters"] if isinstance(p, dict)]
-        assert files == [graph.params_file_path(spec)]
+        assert files == ([graph.params_file_path(spec)] if spec.params_file else [])
         merged = {k: v for d in dicts for k, v in d.items()}
         assert merged == graph.node_parameters(spec, args)
 
@@ -135,3 +137,28 @@ def test_sim_and_real_graphs_differ_as_described(launch_module):
 def test_a_bad_choice_is_refused(launch_module):
     with pytest.raises(ValueError, match="task"):
         evaluate(launch_module, {"task": "juggle"})
+
+
+def test_rviz_and_robot_state_publisher_on_a_full_install(launch_module):
+    _, actions = evaluate(launch_module, {"rviz": "true"})
+    by_name = {a.kwargs["name"]: a.kwargs for a in actions}
+    rsp = by_name["robot_state_publisher"]
+    assert rsp["package"] == "robot_state_publisher"
+    urdf = next(p for p in rsp["parameters"] if isinstance(p, dict))["robot_description"]
+    assert urdf.lstrip().startswith("<") and "gripper_frame_link" in urdf
+    rviz = by_name["rviz"]
+    assert rviz["package"] == "rviz2" and rviz["arguments"][0] == "-d"
+    assert os.path.isfile(rviz["arguments"][1]) and rviz["arguments"][1].endswith("hilserl.rviz")
+    _, without = evaluate(launch_module, {"robot_state_publisher": "false"})
+    assert "robot_state_publisher" not in {a.kwargs["name"] for a in without}
+    assert "rviz" not in {a.kwargs["name"] for a in without}  # off by default
+
+
+def test_operator_picks_the_intervention_nodes(launch_module):
+    names = lambda overrides: {a.kwargs["name"] for a in evaluate(launch_module, overrides)[1]}  # noqa: E731
+    assert {"scripted_human"} <= names({}) and "joy_intervention" not in names({})
+    joystick_in_sim = names({"operator": "joystick"})
+    assert {"joy_intervention", "gamepad", "sim"} <= joystick_in_sim and "scripted_human" not in joystick_in_sim
+    assert "joy_intervention" in names({"use_sim": "false"})
+    with pytest.raises(ValueError, match="operator:=scripted needs the simulation"):
+        evaluate(launch_module, {"use_sim": "false", "operator": "scripted"})

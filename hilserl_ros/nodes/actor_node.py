@@ -8,7 +8,8 @@ operator's success/failure buttons, or after ``max_episode_steps``; the next one
 the simulation's reset service answered (on the real arm: after the operator's START event).
 
 New weights (safetensors, sha256-checked) are applied the moment they arrive, between two
-control steps, not only at episode end. Until the first weights arrive the arm holds still.
+control steps, not only at episode end. Until the first weights arrive the arm holds still (and no
+step is taken unless ``act_without_weights``: recording demonstrations without a learner).
 Log line per episode: ``[ACTOR] Episode 1 done | step=150 | reward=0.85``.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ PARAMS = [
     ParamSpec("intervention_timeout", 0.5, "an intervention message older than this is ignored", min=0.05,
               max=5.0, unit="s"),
     ParamSpec("seed", 0, "seed of the action sampling", read_only=True),
+    ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
+              "drives (recording demonstrations without a learner)", read_only=True),
 ]
 
 
@@ -150,10 +153,16 @@ class ActorNode(Node):
     def _step(self) -> None:
         if self.resetting:
             return
-        if self.policy is None or self.joints is None or self.ee is None or self.task is None:
+        no_policy = self.policy is None and not self.params["act_without_weights"]
+        # the first step waits for someone to take the transitions (learner or recorder):
+        # training data nobody hears is never produced
+        no_sink = self.total_steps == 0 and self.transition_pub.get_subscription_count() == 0
+        if no_policy or no_sink or self.joints is None or self.ee is None or self.task is None:
             if not self._waiting_logged:
-                missing = [n for n, v in (("weights", self.policy), ("joint states", self.joints),
-                                          ("EE pose", self.ee), ("task state", self.task)) if v is None]
+                missing = [n for n, v in (("weights", None if no_policy else True), ("joint states", self.joints),
+                                          ("EE pose", self.ee), ("task state", self.task),
+                                          ("a subscriber of the transitions", None if no_sink else True))
+                           if v is None]
                 self.get_logger().info(f"waiting for {', '.join(missing)} before acting")
                 self._waiting_logged = True
             return
@@ -180,6 +189,8 @@ class ActorNode(Node):
         if human is not None:
             action, is_human = human, True
             self.intervention_steps += 1
+        elif self.policy is None:  # demonstration recording: nobody drives, the arm holds
+            action, is_human = np.zeros(ACTION_DIM, np.float32), False
         else:
             action = self.policy.act(obs, deterministic=self.params["deterministic"], generator=self.generator)
             is_human = False

@@ -80,6 +80,10 @@ PARAMS = [
     ParamSpec("checkpoint_dir", "runs/checkpoints", "where checkpoints are written", read_only=True),
     ParamSpec("checkpoint_period", 60.0, "seconds between checkpoints (0 = only on request)", min=0.0,
               max=86400.0, unit="s"),
+    ParamSpec("demo_bags", "", "comma-separated rosbag2 directories (or folders of them) whose /transitions "
+              "are preloaded into the demonstration buffer at start", read_only=True),
+    ParamSpec("demo_interventions_only", False, "preload only the steps the operator drove (a recorded "
+              "demonstration's idle steps are part of it, so all by default)", read_only=True),
     ParamSpec("resume", True, "load the newest intact checkpoint at start", read_only=True),
     ParamSpec("seed", 0, "random seed", read_only=True),
     ParamSpec("torch_threads", 1, "CPU threads for the updates", min=1, max=64, read_only=True),
@@ -124,7 +128,9 @@ class LearnerNode(Node):
         self._rate_window: collections.deque = collections.deque(maxlen=50)
         self._last_push = 0.0
         self._last_checkpoint = time.monotonic()
+        self.demo_bags_loaded: list[str] = []
         self._resume()
+        self._preload_demonstrations()
         self._publish_weights()
         self._stop = threading.Event()
         self._trainer = threading.Thread(target=self._train_loop, name="trainer", daemon=True)
@@ -255,7 +261,8 @@ class LearnerNode(Node):
     def save_checkpoint(self, directory: str | None = None) -> str:
         path = checkpoint.save_training_state(
             self.checkpoint_path(directory), self.agent, {"rl": self.rl, "demo": self.demo},
-            {"received": self.received, "sequence": dict(self.sequence), "episodes": self.episodes})
+            {"received": self.received, "sequence": dict(self.sequence), "episodes": self.episodes,
+             "demo_bags_loaded": list(self.demo_bags_loaded)})
         self._last_checkpoint = time.monotonic()
         return path
 
@@ -269,8 +276,41 @@ class LearnerNode(Node):
         self.received = int(extra.get("received", len(self.rl)))
         self.sequence = {str(k): int(v) for k, v in extra.get("sequence", {}).items()}
         self.episodes = int(extra.get("episodes", 0))
+        self.demo_bags_loaded = [str(p) for p in extra.get("demo_bags_loaded", [])]
         self.get_logger().info(f"resumed from {path}: update {self.agent.update_step}, {len(self.rl)} RL and "
                                f"{len(self.demo)} demo transitions, alpha {self.agent.alpha:.4f}")
+
+    def _preload_demonstrations(self) -> None:
+        """Transitions from recorded bags into the demo buffer, each bag once (a resumed
+        checkpoint already holds the bags it had loaded)."""
+        from hilserl_ros.recording.bag import bag_dirs, read_messages
+        from hilserl_ros.recording.types import shared_types
+
+        wanted = [p.strip() for p in self.params["demo_bags"].split(",") if p.strip()]
+        if not wanted:
+            return
+        types = shared_types()
+        for bag in bag_dirs(wanted):  # a wrong path stops the learner at start, with the path
+            key = os.path.abspath(bag)
+            if key in self.demo_bags_loaded:
+                self.get_logger().info(f"demonstrations of {bag} already in the buffer (checkpoint)")
+                continue
+            added = refused = 0
+            for message in read_messages([bag], topics=[topics.TRANSITIONS]):
+                msg = types.deserialize(message.data, message.type_name)
+                if self.params["demo_interventions_only"] and not msg.is_intervention:
+                    continue
+                reason = self._invalid(msg)
+                if reason:
+                    self.drops.drop(f"demonstration from {bag}: {reason}")
+                    refused += 1
+                    continue
+                self.demo.add(msg.observation, msg.action, msg.reward, msg.next_observation, msg.terminated,
+                              msg.is_intervention)
+                added += 1
+            self.demo_bags_loaded.append(key)
+            self.get_logger().info(f"preloaded {added} demonstration transitions from {bag}"
+                                   + (f" ({refused} refused)" if refused else "") + f"; demo buffer {len(self.demo)}")
 
     def _on_save(self, request: SaveCheckpoint.Request, response: SaveCheckpoint.Response):
         try:

@@ -13,6 +13,9 @@ from hilserl_ros.ros.runner import run_node
 
 PARAMS = [
     ParamSpec("enabled", True, "intervene at all (false = pure RL)"),
+    ParamSpec("mode", "correct", "correct: take over when the policy drifts; demonstrate: drive every step "
+              "(recording demonstrations)", validator=lambda v: None if v in ("correct", "demonstrate")
+              else "must be correct or demonstrate"),
     ParamSpec("patience", 8, "steps without progress before taking over", min=1, max=1000),
     ParamSpec("progress", 0.005, "distance the policy must gain over `patience` steps", min=0.0, max=0.5,
               unit="m"),
@@ -27,7 +30,7 @@ class ScriptedHumanNode(Node):
         super().__init__("scripted_human", **node_options)
         self.params = declare(self, PARAMS)
         self.human = ScriptedHuman(self._config())
-        for name in ("patience", "progress", "takeover_steps", "jitter"):
+        for name in ("patience", "progress", "takeover_steps", "jitter", "mode"):
             self.params.on_change(name, lambda _: setattr(self.human, "config", self._config()))
         self.episode = None
         self.pub = self.create_publisher(Intervention, topics.INTERVENTION, qos.EVENTS)
@@ -36,7 +39,7 @@ class ScriptedHumanNode(Node):
     def _config(self) -> HumanConfig:
         p = self.params
         return HumanConfig(patience=p["patience"], progress=p["progress"], takeover_steps=p["takeover_steps"],
-                           jitter=p["jitter"], seed=p["seed"])
+                           jitter=p["jitter"], seed=p["seed"], demonstrate=p["mode"] == "demonstrate")
 
     def _on_task(self, msg: TaskState) -> None:
         if msg.episode != self.episode:

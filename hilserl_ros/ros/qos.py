@@ -38,3 +38,32 @@ EVENTS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )
+
+
+
+def matching_publishers(publishers, depth: int = 10, max_latched_depth: int = 25) -> QoSProfile:
+    """A subscription QoS that connects to every one of ``publishers`` (their QoSProfiles) and
+    keeps what they offer, as ``ros2 bag record`` does: best effort if any publisher is best
+    effort (a reliable reader would not match it), transient local only if all are (a transient
+    local reader does not match a volatile writer), so latched values such as the policy
+    weights arrive on joining. ``depth`` is for live topics (a recorder wants a deep queue, a
+    viewer the latest messages); a latched topic keeps what its publishers hold."""
+    best_effort = any(p.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
+    latched = bool(publishers) and all(is_latched(p) for p in publishers)
+    if latched:  # discovery often reports depth 0 (unknown): at least one each
+        depth = min(max_latched_depth, sum(max(1, p.depth) for p in publishers))
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+def is_latched(profile: QoSProfile) -> bool:
+    return profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+
+def describe(profile: QoSProfile) -> str:
+    reliability = "reliable" if profile.reliability == ReliabilityPolicy.RELIABLE else "best effort"
+    durability = ", transient local" if is_latched(profile) else ""
+    return reliability + durability
