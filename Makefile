@@ -32,7 +32,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	PYTHONUNBUFFERED=1
 
 .PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world \
-	bench-graph lock record-demos replay report
+	bench-graph bench-faults lock record-demos replay report
 
 setup: $(BUILD_STAMP)
 
@@ -96,6 +96,10 @@ bench-learner: $(BUILD_STAMP)
 
 bench-graph: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/graph.py $(ARGS)
+
+# kills the learner (3x), the actor and the bridge mid-run; accounts for every transition
+bench-faults: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) bench/faults.py $(ARGS)
 
 bench-world: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/world.py $(ARGS)

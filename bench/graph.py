@@ -50,7 +50,8 @@ def run_graph(seconds: float, time_scale: float) -> dict:
     workdir = tempfile.mkdtemp(prefix="bench-graph-")
     log = open(os.path.join(workdir, "graph.log"), "w", buffering=1)
     launcher = Launcher(TRAIN_GRAPH, {"time_scale": str(time_scale), "foxglove": "false",
-                                      "checkpoint_dir": os.path.join(workdir, "checkpoints")}, out=log)
+                                      "checkpoint_dir": os.path.join(workdir, "checkpoints"),
+                                      "spool_dir": os.path.join(workdir, "spool")}, out=log)
     runner = threading.Thread(target=launcher.run, kwargs={"install_signal_handlers": False}, daemon=True)
     runner.start()
     context = Context()

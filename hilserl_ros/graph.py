@@ -61,6 +61,10 @@ class NodeSpec:
     share_arguments: tuple[str, ...] = ()  # command-line arguments; "{share}" is the share directory
     respawn: bool = False
     respawn_delay: float = 2.0
+    # run when the process ends with an error or a signal (no chance to clean up itself);
+    # "{python}" and "{<launch argument>}" are filled in; skipped when ``on_death_unless`` is true
+    on_death: tuple[str, ...] = ()
+    on_death_unless: str | None = None
 
     @property
     def entry_point(self) -> str:
@@ -87,6 +91,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("rviz", "false", "Start RViz with rviz/hilserl.rviz (full ROS 2 install)", ("true", "false"), bool),
     LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only)", kind=float),
     LaunchArg("checkpoint_dir", "runs/checkpoints", "Where the learner writes and resumes checkpoints"),
+    LaunchArg("spool_dir", "runs/spool", "Where the actor keeps transitions until they are in a learner checkpoint "
+              "(pair it with checkpoint_dir: a new run wants both fresh)"),
 )
 
 # The training graph. Node names are the ones users type: `ros2 param set /learner ...`.
@@ -116,6 +122,11 @@ NODES: tuple[NodeSpec, ...] = (
         description="SO-101 hardware interface: Feetech bus, /joint_states, /diagnostics, torque, safety",
         params_file="hardware.yaml",
         arg_parameters={"port": "port", "use_sim": "use_sim"},
+        # never respawned without the operator; if it dies without turning torque off itself
+        # (SIGKILL, crash), torque goes off from outside and stays off until re-enabled
+        respawn=False,
+        on_death=("{python}", "-m", "hilserl_ros.hardware.torque_off", "--port", "{port}"),
+        on_death_unless="use_sim",
     ),
     NodeSpec(
         name="ee_ik",
@@ -165,7 +176,7 @@ NODES: tuple[NodeSpec, ...] = (
         description="SAC actor: policy at the control rate, human overrides, episodes, transitions out",
         params_file="actor.yaml",
         # in simulation the control rate runs on the simulation's /clock (time_scale)
-        arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim"},
+        arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim", "spool_dir": "spool_dir"},
         respawn=True,
     ),
     NodeSpec(
@@ -314,6 +325,13 @@ def params_file_path(spec: NodeSpec, share: str | None = None) -> str | None:
     if spec.params_file is None:
         return None
     return os.path.join(share or share_dir(), "config", spec.params_file)
+
+
+def death_command(spec: NodeSpec, args: Mapping[str, str]) -> list[str]:
+    """The command to run when ``spec``'s process dies, or [] (none, or its condition is off)."""
+    if not spec.on_death or (spec.on_death_unless and parse_bool(args[spec.on_death_unless], spec.on_death_unless)):
+        return []
+    return [part.format(python=sys.executable, **args) for part in spec.on_death]
 
 
 def node_arguments(spec: NodeSpec, share: str | None = None) -> list[str]:

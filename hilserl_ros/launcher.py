@@ -33,6 +33,7 @@ from hilserl_ros.graph import (
     LaunchArg,
     PACKAGE,
     NodeSpec,
+    death_command,
     external_executable,
     is_implemented,
     node_arguments,
@@ -201,6 +202,8 @@ class Launcher:
                 managed.status = "stopped" if code == 0 else "killed"
                 how = "cleanly" if code == 0 else (f"by {signal_name(code)}" if code < 0 else f"code {code}")
                 self.say(f"{managed.spec.name}: stopped {how} after {ran:.1f} s")
+                if code != 0:
+                    self._after_death(managed)  # e.g. escalated to SIGKILL: it could not clean up
             else:
                 if code == 0:
                     self.say(f"{managed.spec.name}: exited cleanly after {ran:.1f} s")
@@ -210,6 +213,8 @@ class Launcher:
                     with self._lock:
                         for line in managed.tail:
                             print(f"    | {line}", file=self.out, flush=True)
+                if code != 0:
+                    self._after_death(managed)
                 if managed.spec.respawn:  # as launch_ros: respawn on any exit
                     if ran > HEALTHY_RUN:
                         managed.restarts_in_a_row = 0
@@ -222,6 +227,21 @@ class Launcher:
                 else:
                     managed.status = "died"
                     self.failed = True
+
+    def _after_death(self, managed: ManagedNode) -> None:
+        """The node's on_death command (the arm's torque off when its driver died uncleanly)."""
+        command = death_command(managed.spec, self.args)
+        if not command:
+            return
+        self.say(f"{managed.spec.name}: running {' '.join(command[1:])}")
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=15)
+            for line in (done.stdout + done.stderr).strip().splitlines():
+                self.say(f"{managed.spec.name}:   {line}")
+            if done.returncode != 0:
+                self.say(f"{managed.spec.name}: on-death command FAILED (exit {done.returncode})")
+        except (OSError, subprocess.TimeoutExpired) as err:
+            self.say(f"{managed.spec.name}: on-death command FAILED: {err}")
 
     def _respawn_due(self) -> None:
         now = time.monotonic()

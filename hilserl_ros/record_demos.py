@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{bag} exists; a bag is never overwritten")
     overrides = {"time_scale": "3.0", "foxglove": "false"}
     overrides.update(parse_overrides(opts.arguments))
-    overrides.update({"record": "true", "bag_dir": opts.out})
+    # no learner acknowledges these transitions: the actor's spool is a scratch directory here
+    spool = tempfile.mkdtemp(prefix="hilserl-demo-spool-")
+    overrides.update({"record": "true", "bag_dir": opts.out, "spool_dir": spool})
     if opts.operator:
         overrides["operator"] = opts.operator
     os.makedirs(opts.out, exist_ok=True)
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write("[demos] interrupted: keeping what was recorded")
         bar.close()
         session.stop("demonstrations recorded")
+        shutil.rmtree(spool, ignore_errors=True)
     if not os.path.isfile(os.path.join(bag, "metadata.yaml")):
         print(f"[demos] no bag was closed at {bag}; see {log_path}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ EPISODE_EVENTS = "/episode_events"  # hilserl_ros/EpisodeEvent
 
 # learning
 TRANSITIONS = "/transitions"  # hilserl_ros/Transition, actor -> learner
+TRANSITION_ACKS = "/transitions/ack"  # hilserl_ros/TransitionAck, learner -> actors
 POLICY_WEIGHTS = "/policy_weights"  # hilserl_ros/PolicyWeights (latched), learner -> actors
 LEARNER_STATS = "/learner/stats"  # hilserl_ros/LearnerStats
 EPISODE_STATS = "/episode_stats"  # hilserl_ros/EpisodeStats

@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = opts.run_dir or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
     overrides = {"time_scale": "3.0", "foxglove": "false", "checkpoint_dir": os.path.join(run_dir, "checkpoints"),
+                 "spool_dir": os.path.join(run_dir, "spool"),
                  "bag_dir": run_dir}  # with record:=true the run's bag lands next to its plots
     overrides.update(parse_overrides(opts.arguments))
     log = TeeLog(os.path.join(run_dir, "graph.log"), lambda line: tqdm.write(line.strip()))

@@ -4,11 +4,19 @@ Builds its actions from the one description of the graph (hilserl_ros.graph), th
 the project launcher (python -m hilserl_ros.launcher) starts where ros2 launch is absent.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from hilserl_ros.graph import TRAIN_GRAPH, is_implemented, node_arguments, node_parameters, params_file_path
+from hilserl_ros.graph import (
+    TRAIN_GRAPH,
+    death_command,
+    is_implemented,
+    node_arguments,
+    node_parameters,
+    params_file_path,
+)
 
 
 def _nodes(context, graph=TRAIN_GRAPH):
@@ -25,20 +33,26 @@ def _nodes(context, graph=TRAIN_GRAPH):
         extra = node_parameters(spec, args, graph.arguments)
         if extra:
             parameters.append(extra)
-        actions.append(
-            Node(
-                package=spec.package,
-                executable=spec.executable,
-                arguments=node_arguments(spec),
-                name=spec.name,
-                parameters=parameters,
-                remappings=list(spec.remappings),
-                respawn=spec.respawn,
-                respawn_delay=spec.respawn_delay,
-                output="screen",
-                emulate_tty=True,
-            )
+        node = Node(
+            package=spec.package,
+            executable=spec.executable,
+            arguments=node_arguments(spec),
+            name=spec.name,
+            parameters=parameters,
+            remappings=list(spec.remappings),
+            respawn=spec.respawn,
+            respawn_delay=spec.respawn_delay,
+            output="screen",
+            emulate_tty=True,
         )
+        actions.append(node)
+        command = death_command(spec, args)
+        if command:
+            # e.g. the driver killed or crashed: torque off from outside (not on a clean exit)
+            actions.append(RegisterEventHandler(OnProcessExit(
+                target_action=node,
+                on_exit=lambda event, _context, cmd=command: (
+                    [ExecuteProcess(cmd=cmd, output="screen")] if event.returncode != 0 else []))))
     return actions
 
 

@@ -41,6 +41,25 @@ class DeclareLaunchArgument:
             self.kwargs["choices"] = choices
 
 
+class ExecuteProcess:
+    def __init__(self, *, cmd, name=None, cwd=None, env=None, additional_env=None, shell=False, output="log",
+                 **kwargs):
+        unknown = set(kwargs) - EXECUTE_PROCESS_KWARGS
+        if unknown:
+            raise TypeError(f"ExecuteProcess() got unexpected keyword arguments {sorted(unknown)}")
+        self.cmd = cmd
+
+
+class OnProcessExit:
+    def __init__(self, *, target_action=None, on_exit, **kwargs):
+        self.target_action, self.on_exit = target_action, on_exit
+
+
+class RegisterEventHandler:
+    def __init__(self, event_handler, **kwargs):
+        self.event_handler = event_handler
+
+
 class OpaqueFunction:
     def __init__(self, *, function, args=None, kwargs=None, **left_over_kwargs):
         self.kwargs = {"function": function}
@@ -62,12 +81,16 @@ def launch_module(monkeypatch):
         "launch": types.ModuleType("launch"),
         "launch.actions": types.ModuleType("launch.actions"),
         "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch.event_handlers": types.ModuleType("launch.event_handlers"),
         "launch_ros": types.ModuleType("launch_ros"),
         "launch_ros.actions": types.ModuleType("launch_ros.actions"),
     }
     fakes["launch"].LaunchDescription = LaunchDescription
     fakes["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
     fakes["launch.actions"].OpaqueFunction = OpaqueFunction
+    fakes["launch.actions"].ExecuteProcess = ExecuteProcess
+    fakes["launch.actions"].RegisterEventHandler = RegisterEventHandler
+    fakes["launch.event_handlers"].OnProcessExit = OnProcessExit
     fakes["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     fakes["launch_ros.actions"].Node = Node
     for name, module in fakes.items():
@@ -80,14 +103,17 @@ def launch_module(monkeypatch):
     return module
 
 
-def evaluate(module, overrides):
+def evaluate(module, overrides, with_handlers=False):
     description = module.generate_launch_description()
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
     (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
     values = {d.args[0]: d.kwargs["default_value"] for d in declared}
     values.update(overrides)
     context = types.SimpleNamespace(launch_configurations=values)
-    return declared, opaque.kwargs["function"](context)
+    actions = opaque.kwargs["function"](context)
+    if with_handlers:
+        return declared, actions
+    return declared, [a for a in actions if isinstance(a, Node)]
 
 
 def test_declares_every_graph_argument_with_defaults_and_choices(launch_module):
@@ -162,3 +188,16 @@ def test_operator_picks_the_intervention_nodes(launch_module):
     assert "joy_intervention" in names({"use_sim": "false"})
     with pytest.raises(ValueError, match="operator:=scripted needs the simulation"):
         evaluate(launch_module, {"use_sim": "false", "operator": "scripted"})
+
+
+def test_the_real_arms_driver_gets_torque_off_when_it_dies_uncleanly(launch_module):
+    _, actions = evaluate(launch_module, {"use_sim": "false", "port": "/dev/ttyUSB7"}, with_handlers=True)
+    driver = next(a for a in actions if isinstance(a, Node) and a.kwargs["name"] == "so101_driver")
+    assert driver.kwargs["respawn"] is False  # never restarted without the operator
+    (handler,) = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)]
+    assert handler.target_action is driver
+    killed = handler.on_exit(types.SimpleNamespace(returncode=-9), None)
+    assert len(killed) == 1 and killed[0].cmd[1:] == ["-m", "hilserl_ros.hardware.torque_off", "--port", "/dev/ttyUSB7"]
+    assert handler.on_exit(types.SimpleNamespace(returncode=0), None) == []  # it turned torque off itself
+    _, sim = evaluate(launch_module, {"use_sim": "true"}, with_handlers=True)
+    assert not [a for a in sim if isinstance(a, RegisterEventHandler)]

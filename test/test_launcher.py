@@ -79,6 +79,8 @@ def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher
     launcher.wait_output(r"crasher: DIED \(exit code 1\)")
     assert "boom: injected failure" in launcher.output.split("crasher: DIED")[1]
     assert "talker: DIED" not in launcher.output
+    # its on-death command ran (what turns the arm's torque off when the driver dies uncleanly)
+    launcher.wait_output(r"crasher:   cleaning up after crasher, bonjour")
 
     # Ctrl-C: forwarded; the stubborn process is escalated to SIGKILL; nothing is left
     launcher.proc.send_signal(signal.SIGINT)
@@ -88,6 +90,7 @@ def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher
     assert re.search(r"talker\s+stopped\s+exit=0", launcher.output), launcher.output
     assert re.search(r"stubborn\s+killed\s+exit=-9", launcher.output), launcher.output
     assert processes_with_marker(launcher.marker) == []
+    assert "talker on-death command ran" not in launcher.output  # it stopped cleanly
 
 
 def test_nodes_die_with_a_killed_launcher(launcher_factory):

@@ -29,7 +29,7 @@ def graph(tmp_path_factory):
     env = {**os.environ, "HILSERL_TEST_RUN": marker, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hilserl_ros.launcher", "time_scale:=3.0", "foxglove:=false",
-         f"checkpoint_dir:={run / 'checkpoints'}", "--grace", "5"],
+         f"checkpoint_dir:={run / 'checkpoints'}", f"spool_dir:={run / 'spool'}", "--grace", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
         env=env)
     lines: list[str] = []

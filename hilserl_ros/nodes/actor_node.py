@@ -7,6 +7,13 @@ to the learner (reliable, numbered ``seq`` from 1). Episodes end on task success
 operator's success/failure buttons, or after ``max_episode_steps``; the next one starts after
 the simulation's reset service answered (on the real arm: after the operator's START event).
 
+No transition is lost when the learner dies or restarts: each is also written to a spool on
+disk (``spool_dir``/<actor_id>) and kept until the learner acknowledges it as checkpointed
+(/transitions/ack); when the learner's acknowledged sequence stops advancing while it is
+alive (it came back from a restart, or a message went missing), the actor re-sends from
+there, ``resend_batch`` per tick, without ever pausing control: while the learner is away it
+keeps acting with its last weights. A restarted actor re-sends what its previous session left.
+
 New weights (safetensors, sha256-checked) are applied the moment they arrive, between two
 control steps, not only at episode end. Until the first weights arrive the arm holds still (and no
 step is taken unless ``act_without_weights``: recording demonstrations without a learner).
@@ -14,16 +21,20 @@ Log line per episode: ``[ACTOR] Episode 1 done | step=150 | reward=0.85``.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
 from hilserl_ros.hardware.bus import JOINT_NAMES
+from hilserl_ros.learning.link import TransitionSpool
 from hilserl_ros.learning.sac import Policy, sha256
 from hilserl_ros.msg import (
     EndEffectorCommand,
@@ -33,6 +44,7 @@ from hilserl_ros.msg import (
     PolicyWeights,
     TaskState,
     Transition,
+    TransitionAck,
 )
 from hilserl_ros.observation import ACTION_DIM, build_observation
 from hilserl_ros.ros import qos
@@ -49,6 +61,13 @@ PARAMS = [
     ParamSpec("intervention_timeout", 0.5, "an intervention message older than this is ignored", min=0.05,
               max=5.0, unit="s"),
     ParamSpec("seed", 0, "seed of the action sampling", read_only=True),
+    ParamSpec("spool_dir", "runs/spool", "transitions wait here until the learner has them in a checkpoint",
+              read_only=True),
+    ParamSpec("spool_max_mb", 2048, "disk bound of the spool (past it the oldest are dropped, and said so)",
+              min=1, max=1_000_000, read_only=True, unit="MiB"),
+    ParamSpec("resend_after", 1.0, "re-send once the learner's acknowledgement has not advanced this long",
+              min=0.1, max=60.0, unit="s"),
+    ParamSpec("resend_batch", 200, "transitions re-sent per tick (5 ticks a second)", min=1, max=10000),
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
 ]
@@ -72,6 +91,14 @@ class ActorNode(Node):
         self.min_task_episode = 0
         self.drops = DropCounter(self.get_logger(), "input")
         self.seq = 0
+        self.session = time.time_ns()  # this process's run: seq restarts at 1 in each
+        self.spool = TransitionSpool(os.path.join(self.params["spool_dir"], self.params["actor_id"]),
+                                     max_bytes=self.params["spool_max_mb"] << 20)
+        self.lost_reported = 0
+        self.acks: dict[int, tuple[int, float]] = {}  # session -> (received_seq, wall time it last advanced)
+        self.last_ack_time = -1e9
+        self.learner_start = None
+        self.resent = 0
         self.total_steps = 0
         self.episode = 1
         self._new_episode()
@@ -86,6 +113,13 @@ class ActorNode(Node):
         self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, qos.EVENTS)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
+        self.create_subscription(TransitionAck, topics.TRANSITION_ACKS, self._on_ack, qos.EVENTS)
+        # resending runs on the wall clock: it must go on while simulated time stands still
+        self.resend_timer = self.create_timer(0.2, self._resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        left = self.spool.sessions()
+        if left:
+            self.get_logger().info(f"spool {self.spool.directory}: {len(self.spool)} transitions of earlier "
+                                   f"sessions not yet in a learner checkpoint; they will be re-sent")
         self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
         self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
         self.params.bind_rate("control_rate", self.timer)
@@ -210,7 +244,42 @@ class ActorNode(Node):
                          action=[float(a) for a in action], reward=reward, terminated=terminated,
                          truncated=truncated, is_intervention=is_human)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.transition_pub.publish(msg)
+        msg.session = self.session
+        data = serialize_message(msg)
+        self.spool.add(self.session, self.seq, data)  # on disk before it leaves: survives both ends dying
+        self.transition_pub.publish(data)
+        if self.spool.lost > self.lost_reported:
+            self.get_logger().error(f"spool over {self.params['spool_max_mb']} MiB with the learner away: "
+                                    f"{self.spool.lost - self.lost_reported} oldest transitions dropped")
+            self.lost_reported = self.spool.lost
+
+    # ------------------------------------------------------------------ the link to the learner
+    def _on_ack(self, msg: TransitionAck) -> None:
+        if msg.actor_id != self.params["actor_id"]:
+            return
+        now = time.monotonic()
+        self.last_ack_time = now
+        if self.learner_start is not None and msg.learner_start != self.learner_start:
+            self.get_logger().info("the learner restarted; re-sending what its checkpoint lacks")
+        self.learner_start = msg.learner_start
+        previous = self.acks.get(msg.session)
+        advanced = previous is None or msg.received_seq > previous[0]
+        self.acks[msg.session] = (msg.received_seq, now if advanced else previous[1])
+        self.spool.acknowledge(msg.session, msg.stored_seq)
+
+    def _resend(self) -> None:
+        now = time.monotonic()
+        if now - self.last_ack_time > 3.0:
+            return  # no learner alive: re-sending would reach nobody
+        for session, highest in self.spool.sessions().items():
+            received, since = self.acks.setdefault(session, (0, now))
+            if received >= highest or now - since < self.params["resend_after"]:
+                continue
+            batch = self.spool.after(session, received, self.params["resend_batch"])
+            for _, data in batch:
+                self.transition_pub.publish(data)
+            self.resent += len(batch)
+            self.acks[session] = (received, now)  # give the learner resend_after to acknowledge these
 
     def _end_episode(self, success: bool, reason: str) -> None:
         steps = self.step_index
@@ -250,6 +319,12 @@ class ActorNode(Node):
 
     def stop_arm(self) -> None:
         self.cmd_pub.publish(EndEffectorCommand())
+
+    def close(self) -> None:
+        left = len(self.spool)
+        if left:
+            self.get_logger().info(f"{left} transitions not yet in a learner checkpoint stay in "
+                                   f"{self.spool.directory}; the next actor run re-sends them")
 
 
 def main():

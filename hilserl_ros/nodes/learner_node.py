@@ -11,6 +11,14 @@ Live parameters (``ros2 param set /learner target_entropy -2.0``): target_entrop
 (resets alpha), actor_lr, critic_lr, temperature_lr, discount, tau, utd_ratio, batch_size,
 weight push periods: each applies at the next update; refused values come back with a reason.
 
+No transition stored twice, none lost: transitions are tracked per actor session by sequence
+number (a re-sent one already held is counted as a duplicate and dropped) and acknowledged
+on /transitions/ack: ``received_seq`` (in memory) a few times a second, ``stored_seq`` (in the
+last checkpoint) after each checkpoint. Actors keep what is not yet stored and re-send it
+after a learner restart. Checkpoints are written by the training thread from a consistent
+snapshot (buffers and sequence numbers taken together), so what a checkpoint says it holds is
+exactly what it holds.
+
 Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
 ``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
 target entropy in force, alpha, and the HIL-SERL default -action_dim/2; the condition stays
@@ -21,18 +29,21 @@ from __future__ import annotations
 import array
 import collections
 import os
+import queue
 import threading
 import time
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
 from hilserl_ros import topics
 from hilserl_ros.learning import checkpoint
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
+from hilserl_ros.learning.link import SequenceTracker
 from hilserl_ros.learning.config import KNOB_RANGES, SACConfig
 from hilserl_ros.learning.sac import SACAgent, sha256
-from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition
+from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition, TransitionAck
 from hilserl_ros.observation import ACTION_DIM, OBS_DIM
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
@@ -78,6 +89,8 @@ PARAMS = [
               read_only=True),
     ParamSpec("demo_capacity", 100_000, "demonstration buffer capacity", min=100, max=10_000_000, read_only=True),
     ParamSpec("checkpoint_dir", "runs/checkpoints", "where checkpoints are written", read_only=True),
+    ParamSpec("ack_rate", 2.0, "acknowledgements of received transitions per second", min=0.1, max=50.0,
+              unit="Hz"),
     ParamSpec("checkpoint_period", 60.0, "seconds between checkpoints (0 = only on request)", min=0.0,
               max=86400.0, unit="s"),
     ParamSpec("demo_bags", "", "comma-separated rosbag2 directories (or folders of them) whose /transitions "
@@ -110,8 +123,12 @@ class LearnerNode(Node):
         self.demo = ReplayBuffer(p["demo_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"] + 1)
         self.drops = DropCounter(self.get_logger(), "transition")
         self.received = 0
-        self.sequence: dict[str, int] = {}  # last seq per actor
-        self.gaps = 0
+        self.duplicates = 0
+        self.links: dict[tuple[str, int], SequenceTracker] = {}  # (actor_id, session) -> what we hold
+        self.stored: dict[tuple[str, int], int] = {}  # ... -> contiguous seq in the last checkpoint
+        self.start_ns = time.time_ns()
+        self._ingest_lock = threading.Lock()  # buffers and sequence numbers change together
+        self._save_requests: queue.Queue = queue.Queue()
         self.episodes = 0
         self._wire_knobs()
 
@@ -120,6 +137,10 @@ class LearnerNode(Node):
         self.create_subscription(Transition, topics.TRANSITIONS, self._on_transition, qos.TRANSITIONS)
         self.create_subscription(EpisodeStats, topics.EPISODE_STATS, self._on_episode, qos.EVENTS)
         self.create_service(SaveCheckpoint, topics.SAVE_CHECKPOINT, self._on_save)
+        self.ack_pub = self.create_publisher(TransitionAck, topics.TRANSITION_ACKS, qos.EVENTS)
+        self.ack_timer = self.create_timer(1.0 / self.params["ack_rate"], self._publish_acks,
+                                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.params.bind_rate("ack_rate", self.ack_timer)
 
         self.stats: dict[str, float] = {}
         self.collapse_streak = 0
@@ -154,15 +175,26 @@ class LearnerNode(Node):
         if reason:
             self.drops.drop(reason)
             return
-        last = self.sequence.get(msg.actor_id)
-        if last is not None and msg.seq > last + 1:
-            self.gaps += msg.seq - last - 1
-        self.sequence[msg.actor_id] = max(msg.seq, last or 0)
         args = (msg.observation, msg.action, msg.reward, msg.next_observation, msg.terminated, msg.is_intervention)
-        self.rl.add(*args)
-        if msg.is_intervention:
-            self.demo.add(*args)  # HIL-SERL: interventions are demonstrations too
-        self.received += 1
+        with self._ingest_lock:
+            tracker = self.links.setdefault((msg.actor_id, msg.session), SequenceTracker())
+            if not tracker.accept(msg.seq):
+                self.duplicates += 1  # re-sent after a restart or a stall: we have it already
+                return
+            self.rl.add(*args)
+            if msg.is_intervention:
+                self.demo.add(*args)  # HIL-SERL: interventions are demonstrations too
+            self.received += 1
+
+    def _publish_acks(self) -> None:
+        with self._ingest_lock:
+            marks = [(key, tracker.contiguous) for key, tracker in self.links.items()]
+        stamp = self.get_clock().now().to_msg()
+        for (actor_id, session), received in marks:
+            ack = TransitionAck(actor_id=actor_id, session=session, received_seq=received,
+                                stored_seq=self.stored.get((actor_id, session), 0), learner_start=self.start_ns)
+            ack.header.stamp = stamp
+            self.ack_pub.publish(ack)
 
     def _invalid(self, msg: Transition) -> str | None:
         obs_dim, action_dim = self.params["obs_dim"], self.params["action_dim"]
@@ -189,6 +221,7 @@ class LearnerNode(Node):
     # ------------------------------------------------------------------ training
     def _train_loop(self) -> None:
         while not self._stop.is_set():
+            self._serve_save_requests()
             cap = self.params["updates_per_transition"]
             ready = len(self.rl) >= self.params["training_starts"]
             allowed = cap == 0 or self.agent.update_step < cap * max(0, self.received - self.params["training_starts"] + 1)
@@ -223,7 +256,7 @@ class LearnerNode(Node):
         rate = len(self._rate_window) / sum(self._rate_window) if self._rate_window else 0.0
         msg = LearnerStats(
             update_step=self.agent.update_step, transitions_received=self.received,
-            transitions_dropped=self.drops.total, sequence_gaps=self.gaps, utd_ratio=self.agent.config.utd_ratio,
+            transitions_dropped=self.drops.total, sequence_gaps=self._gaps(), transitions_duplicate=self.duplicates, utd_ratio=self.agent.config.utd_ratio,
             discount=float(self.agent.config.discount), updates_per_second=float(rate),
             rl_buffer_size=len(self.rl), demo_buffer_size=len(self.demo), alpha_collapse=self.alpha_collapse,
             warning=self._collapse_text(stats) if self.alpha_collapse else "")
@@ -258,13 +291,38 @@ class LearnerNode(Node):
     def checkpoint_path(self, directory: str | None = None) -> str:
         return os.path.join(directory or self.params["checkpoint_dir"], CHECKPOINT_NAME)
 
+    def _gaps(self) -> int:
+        with self._ingest_lock:
+            return sum(t.missing for t in self.links.values())
+
     def save_checkpoint(self, directory: str | None = None) -> str:
-        path = checkpoint.save_training_state(
-            self.checkpoint_path(directory), self.agent, {"rl": self.rl, "demo": self.demo},
-            {"received": self.received, "sequence": dict(self.sequence), "episodes": self.episodes,
-             "demo_bags_loaded": list(self.demo_bags_loaded)})
+        """Write a checkpoint; only from the training thread (or once it has stopped), which owns
+        the networks. Buffers and sequence numbers are snapshot together under the ingest lock."""
+        with self._ingest_lock:
+            buffers = {"rl": self.rl.state_dict(), "demo": self.demo.state_dict()}
+            links = [{"actor_id": a, "session": s, **t.state()} for (a, s), t in self.links.items()]
+            extra = {"received": self.received, "duplicates": self.duplicates, "links": links,
+                     "episodes": self.episodes, "demo_bags_loaded": list(self.demo_bags_loaded)}
+        state = {"agent": self.agent.state_dict(), "buffers": buffers, "extra": extra}
+        path = checkpoint.save_atomic(state, self.checkpoint_path(directory))
+        if directory is None or os.path.abspath(directory) == os.path.abspath(self.params["checkpoint_dir"]):
+            # what resume will load: the actors may now forget these
+            self.stored = {(link["actor_id"], link["session"]): link["contiguous"] for link in links}
+            self._publish_acks()
         self._last_checkpoint = time.monotonic()
         return path
+
+    def _serve_save_requests(self) -> None:
+        while True:
+            try:
+                directory, done = self._save_requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done["path"] = self.save_checkpoint(directory)
+            except OSError as err:
+                done["error"] = err
+            done["event"].set()
 
     def _resume(self) -> None:
         if not self.params["resume"]:
@@ -274,7 +332,11 @@ class LearnerNode(Node):
             return
         extra = checkpoint.restore_training_state(path, self.agent, {"rl": self.rl, "demo": self.demo})
         self.received = int(extra.get("received", len(self.rl)))
-        self.sequence = {str(k): int(v) for k, v in extra.get("sequence", {}).items()}
+        self.duplicates = int(extra.get("duplicates", 0))
+        for link in extra.get("links", []):
+            key = (str(link["actor_id"]), int(link["session"]))
+            self.links[key] = SequenceTracker.from_state(link)
+            self.stored[key] = self.links[key].contiguous
         self.episodes = int(extra.get("episodes", 0))
         self.demo_bags_loaded = [str(p) for p in extra.get("demo_bags_loaded", [])]
         self.get_logger().info(f"resumed from {path}: update {self.agent.update_step}, {len(self.rl)} RL and "
@@ -313,12 +375,15 @@ class LearnerNode(Node):
                                    + (f" ({refused} refused)" if refused else "") + f"; demo buffer {len(self.demo)}")
 
     def _on_save(self, request: SaveCheckpoint.Request, response: SaveCheckpoint.Response):
-        try:
-            path = self.save_checkpoint(request.path or None)
-            response.success, response.written_path = True, path
-            response.message = f"update {self.agent.update_step}, {len(self.rl)} transitions"
-        except OSError as err:
-            response.success, response.message = False, f"could not write checkpoint: {err}"
+        # the training thread writes it (it owns the networks); this thread waits for it
+        done = {"event": threading.Event()}
+        self._save_requests.put((request.path or None, done))
+        if not done["event"].wait(timeout=120.0) or "error" in done:
+            why = done.get("error", "the training thread did not answer within 120 s")
+            response.success, response.message = False, f"could not write checkpoint: {why}"
+            return response
+        response.success, response.written_path = True, done["path"]
+        response.message = f"update {self.agent.update_step}, {len(self.rl)} transitions"
         return response
 
     def close(self) -> None:

@@ -14,9 +14,10 @@ GRAPH = Graph(
     nodes=(
         NodeSpec(name="talker", executable="talker", module="helper_nodes.talker", description="talks",
                  params_file=os.path.join(HERE, "talker.yaml"), arg_parameters={"text": "text"},
-                 remappings=(("chatter", "launched_chatter"),)),
+                 remappings=(("chatter", "launched_chatter"),),
+                 on_death=("{python}", "-c", "print('talker on-death command ran')")),
         NodeSpec(name="crasher", executable="crasher", module="helper_nodes.crasher", description="fails",
-                 only_if="with_crasher"),
+                 only_if="with_crasher", on_death=("{python}", "-c", "print('cleaning up after crasher, {text}')")),
         NodeSpec(name="stubborn", executable="stubborn", module="helper_nodes.stubborn", description="ignores signals",
                  only_if="with_stubborn"),
     ),
