@@ -94,6 +94,12 @@ class JoystickDevice:
             os.close(self.fd)
             self.fd = None
 
+    def reset(self) -> None:
+        """Every axis and button back to 0 (their count kept): the state of a pad nobody touches.
+        After the device is lost, its last state (a deadman held) must not outlive it."""
+        self.axes = [0.0] * len(self.axes)
+        self.buttons = [0] * len(self.buttons)
+
     def poll(self) -> bool:
         """Apply every pending event; True if anything changed. Raises OSError when the
         device is gone (unplugged)."""

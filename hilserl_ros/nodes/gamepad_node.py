@@ -1,9 +1,17 @@
 """Built-in gamepad reader (/gamepad): the Linux joystick device -> sensor_msgs/Joy on /joy.
 
 Stands in for joy_node where the joy package is not installed (set gamepad:=false when
-joy_node runs). Publishes on every change and at ``autorepeat_rate`` otherwise; when the device
-disappears it stops publishing (so the intervention node's deadman ends any takeover), warns
-once, and reopens it every ``reconnect_period``.
+joy_node runs). Publishes on every change and at ``autorepeat_rate`` otherwise.
+
+When the device disappears (unplugged, out of radio range, battery: a read fails with ENODEV
+or the device ends), the node at once publishes a neutral Joy, every axis and button 0 (the
+deadman released), so an intervention ends on that message rather than after the
+intervention node's ``joy_timeout`` of silence. /joy is best effort: the neutral state goes
+out ``NEUTRAL_REPEATS`` times on consecutive polls, then the node is silent until the pad is
+back (the silence itself still ends any takeover downstream). It warns once per outage,
+reopens the device every ``reconnect_period``, and forgets the lost pad's state: a reopened
+pad starts neutral until its own events (the Linux driver replays every axis and button on
+open) say otherwise, so a deadman held when the pad vanished is never replayed.
 """
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ from hilserl_ros.joystick import JoystickDevice
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.runner import run_node
+
+NEUTRAL_REPEATS = 3  # neutral Joy messages after a loss, one per poll: one lost packet does not matter
 
 PARAMS = [
     ParamSpec("device", "/dev/input/js0", "Linux joystick device", read_only=True),
@@ -35,12 +45,16 @@ class GamepadNode(Node):
         self.outage_logged = False
         self.last_attempt = 0.0
         self.last_publish = 0.0
+        self.neutral_left = 0  # neutral Joy messages still to send after a loss
         self.pub = self.create_publisher(Joy, topics.JOY, qos.SENSOR)
         self.create_timer(1.0 / self.params["poll_rate"], self._poll)
 
     def _poll(self) -> None:
         now = time.monotonic()
         if not self.connected:
+            if self.neutral_left > 0:
+                self._publish_state(now)
+                self.neutral_left -= 1
             if now - self.last_attempt < self.params["reconnect_period"]:
                 return
             self.last_attempt = now
@@ -48,7 +62,8 @@ class GamepadNode(Node):
                 self.device.open()
             except OSError as err:
                 if not self.outage_logged:
-                    self.get_logger().warning(f"no gamepad at {self.device.path} ({err.strerror}); retrying")
+                    self.get_logger().warning(f"no gamepad at {self.device.path} ({err.strerror}); retrying every "
+                                              f"{self.params['reconnect_period']:g} s")
                     self.outage_logged = True
                 return
             self.connected, self.outage_logged = True, False
@@ -56,17 +71,39 @@ class GamepadNode(Node):
         try:
             changed = self.device.poll()
         except OSError as err:
-            self.device.close()
-            self.connected = False
-            self.get_logger().warning(f"gamepad lost ({err}); interventions end until it is back")
+            self._lost(err, now)
             return
         repeat = self.params["autorepeat_rate"]
         if changed or (repeat > 0 and now - self.last_publish >= 1.0 / repeat):
-            msg = Joy(axes=[float(a) for a in self.device.axes], buttons=list(self.device.buttons))
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = "gamepad"
+            self._publish_state(now)
+
+    def _lost(self, err: OSError, now: float) -> None:
+        """The device went away: neutral state out at once, one warning, then reopen attempts."""
+        try:
+            self.device.close()
+        except OSError:
+            pass  # the device node is gone already
+        self.device.reset()
+        self.connected = False
+        self._publish_state(now)
+        self.neutral_left = NEUTRAL_REPEATS - 1
+        self.last_attempt = now
+        self.get_logger().warning(f"gamepad lost ({err.strerror or err}): published a neutral state (deadman "
+                                  f"released), any intervention ends; reopening {self.device.path} every "
+                                  f"{self.params['reconnect_period']:g} s")
+        self.outage_logged = True  # the reopen attempts of this outage stay quiet
+
+    def _publish_state(self, now: float) -> None:
+        msg = Joy(axes=[float(a) for a in self.device.axes], buttons=list(self.device.buttons))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "gamepad"
+        try:
             self.pub.publish(msg)
-            self.last_publish = now
+        except Exception:
+            if self.context.ok():
+                raise
+            return  # shutting down: the context went away under this callback
+        self.last_publish = now
 
     def close(self) -> None:
         self.device.close()

@@ -13,13 +13,38 @@ in simulation, on the pseudo-terminal the sim node serves (the same driver code 
   position, so the arm does not jump) or off;
 - safety: torque off on shutdown, on a bus fault and on a servo over ``max_temperature``;
   after a fault it stops commanding, reconnects every ``reconnect_period`` and, once the bus
-  answers again, leaves torque off until the operator enables it (or ``auto_enable_after_fault``).
+  answers again, leaves torque off until the operator enables it (or ``auto_enable_after_fault``;
+  in simulation, where no operator is there, it re-enables by itself).
+
+Fault tolerance (what can go wrong on a real bus, and what the node does):
+
+- Every (re)connection that does not enable torque writes torque OFF explicitly: after a
+  pulled cable or a power glitch of the adapter the servos still hold torque from before, and
+  "off until the operator enables it" must be true of the servos, not only of the node.
+- A reconnection that fails after the port opened (a servo missing, faulted or answering
+  garbage) still broadcasts torque off (hilserl_ros.hardware.torque_off): the driver refuses
+  the bus, but the servos that do listen must not keep pushing.
+- No exception leaves a callback: bus errors (BusError), and the OSError / serial exceptions
+  pyserial raises when the device disappears, become a fault (torque off, commands stopped,
+  reconnection); anything else is logged with its traceback and handled as a fault too. The
+  node keeps running and recovers without a restart.
+- /diagnostics names the servo and what happened: ``missing servo`` (no status packet),
+  ``checksum errors`` (corrupt replies), ``over temperature`` (overheat status bit or above
+  ``max_temperature``), ``servo fault`` (another status bit), ``port lost`` (the adapter
+  disappeared). It is published at once when a fault starts and when it clears, besides
+  ``diagnostics_rate``.
+
+If the node itself dies without turning torque off (SIGKILL, crash), the launcher runs
+``python -m hilserl_ros.hardware.torque_off --port PORT``.
 """
 from __future__ import annotations
 
 import os
+import termios
 import threading
 import time
+import traceback
+from dataclasses import dataclass, field
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -28,11 +53,13 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
 from hilserl_ros import topics
-from hilserl_ros.hardware.bus import JOINT_NAMES, BusError, JointReading, PortLost, ServoFault
+from hilserl_ros.hardware.bus import (JOINT_NAMES, BusError, CorruptReply, JointReading, PortLost, ServoFault,
+                                      ServoNotResponding)
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter, non_finite
+
 
 def default_sim_port() -> str:
     """Where the sim node serves its emulated bus unless told otherwise: one path per ROS
@@ -62,6 +89,44 @@ PARAMS = [
 ]
 
 
+@dataclass
+class Fault:
+    """What went wrong, for the log, the torque service's reply and /diagnostics."""
+
+    kind: str  # "port lost", "missing servo", "checksum errors", "over temperature", "servo fault", "bus error"
+    detail: str  # the error's own text, which names the servo and the transaction
+    servos: dict[int, str] = field(default_factory=dict)  # servo id -> what is wrong with it
+
+
+def classify(err: BusError) -> Fault:
+    """The kind of a bus error and the servos it blames."""
+    if isinstance(err, PortLost):
+        kind = "port lost"
+    elif isinstance(err, ServoNotResponding):
+        kind = "missing servo"
+    elif isinstance(err, CorruptReply):
+        kind = "checksum errors"
+    elif isinstance(err, ServoFault):
+        kind = "over temperature" if "overheat" in err.reason else "servo fault"
+    else:
+        kind = "bus error"
+    servos = {err.servo_id: kind} if err.servo_id is not None else {}
+    for sid, names in (getattr(err, "faults", None) or {}).items():  # a ServoFault of several servos
+        servos[sid] = "over temperature" if "overheat" in names else "servo fault: " + ", ".join(names)
+    return Fault(kind, str(err), servos)
+
+
+def as_bus_error(err: Exception, port: str) -> BusError:
+    """Any exception out of a bus call as a BusError. The driver converts what it expects, but
+    pyserial raises OSError subclasses (SerialException) and termios.error from places it does
+    not wrap when the device vanishes mid-call (a pty closed, a USB adapter unplugged)."""
+    if isinstance(err, BusError):
+        return err
+    if isinstance(err, (OSError, termios.error)):
+        return PortLost(f"port {port} failed ({type(err).__name__}: {err}); adapter unplugged or reset?")
+    return BusError(f"unexpected {type(err).__name__} in the driver: {err}")
+
+
 def make_bus(port: str, baudrate: int, calibration_file: str, retries: int = 2, rx_timeout_ms: float = 10.0):
     """The driver for a port (real or emulated): one code path for both."""
     from hilserl_ros.hardware.calibration import Calibration
@@ -88,7 +153,11 @@ class HardwareNode(Node):
         self.connected = False
         self.ever_connected = False
         self.torque = False
-        self.fault: str | None = None
+        self.fault: str | None = None  # what is wrong now (None = connected)
+        self.fault_info: Fault | None = None
+        self.last_fault: str = ""  # what started the latest fault episode, kept after it clears
+        self.faults = 0  # fault episodes since start
+        self.hot: str = ""  # joints above max_temperature while connected (torque went off for it)
         self.last_attempt = 0.0
         self.reading: JointReading | None = None
         self.pending: np.ndarray | None = None  # latest accepted command, not yet written
@@ -112,41 +181,84 @@ class HardwareNode(Node):
         try:
             with self.lock:
                 self.bus.connect()
+                if not enable:
+                    # The servos may still hold torque from before (a pulled cable, a crashed
+                    # driver): off means off in the servos, until the operator enables it.
+                    self.bus.set_torque(False)
+                    self.torque = False
                 self.reading = self.bus.read()
                 if enable:
                     self.bus.write_positions(self.reading.position)  # hold where it is: no jump
                     self.bus.set_torque(True)
                     self.torque = True
-            was = self.fault
-            self.connected, self.fault, self.ever_connected = True, None, True
+            was = self.last_fault if self.fault is not None else None
+            self.connected, self.fault, self.fault_info, self.ever_connected = True, None, None, True
+            self.consecutive_errors = 0
+            self.hot = ""
             self.get_logger().info(f"connected to the SO-101 bus on {self.port}"
                                    + (f" (fault cleared: {was})" if was else "")
-                                   + (", torque on" if self.torque else ", torque off"))
-        except BusError as err:
-            self._on_fault(err, first=self.fault is None)
+                                   + (", torque on" if self.torque else ", torque off"
+                                      + (" until enabled (~/torque_enable)" if was else "")))
+            if was:
+                self._publish_diagnostics()
+        except Exception as err:  # noqa: BLE001 - whatever the driver raised, the node stays up
+            self._on_fault(self._bus_error(err), first=self.fault is None)
+
+    def _bus_error(self, err: Exception) -> BusError:
+        """``err`` as a BusError; an exception that is not a bus or port error is a bug: its
+        traceback is logged (once per fault episode) before it is handled as a fault."""
+        if not isinstance(err, (BusError, OSError, termios.error)) and self.fault is None:
+            self.get_logger().error("unexpected error on the bus path (a bug?):\n" + traceback.format_exc())
+        return as_bus_error(err, self.port)
 
     def _on_fault(self, err: BusError, first: bool = True) -> None:
-        """Stop commanding, try torque off, remember what happened."""
+        """Stop commanding, torque off (through the bus, or by broadcast when the driver could
+        not take the bus), remember what happened."""
         self.pending = None
+        info = classify(err)
+        if getattr(err, "reading", None) is not None:  # a ServoFault's data is good: diagnostics show it
+            self.reading = err.reading
         if first and not self.ever_connected:
-            self.get_logger().warning(f"cannot reach the bus yet ({err}); retrying every "
+            self.get_logger().warning(f"cannot reach the bus yet ({info.kind}: {err}); retrying every "
                                       f"{self.params['reconnect_period']:.1f} s")
         elif first:
-            self.get_logger().error(f"bus fault: {err}; torque off, commands stopped, retrying every "
+            self.get_logger().error(f"bus fault ({info.kind}): {err}; torque off, commands stopped, retrying every "
                                     f"{self.params['reconnect_period']:.1f} s")
-        self.fault = str(err)
+        if first:  # later failures of the episode are reconnection attempts: what started it matters
+            self.faults += 1
+            self.last_fault = f"{info.kind}: {err}"
+        self.fault, self.fault_info = str(err), info
         self.connected = False
+        self.consecutive_errors = 0
         with self.lock:
+            torque_written = False
             if self.bus.connected:
                 try:
                     self.bus.set_torque(False)
-                except BusError:
-                    pass  # the bus may be gone: the servos then hold no torque command anyway
+                    torque_written = True
+                except Exception:  # noqa: BLE001 - the bus may be gone: then nothing holds a new command
+                    pass
             try:
                 self.bus.close()
-            except BusError:
+            except Exception:  # noqa: BLE001 - the device is already gone
                 pass
+            if not torque_written and not isinstance(err, PortLost):
+                # the port opens but the driver refused the bus (a servo missing, faulted,
+                # answering garbage): the servos that listen must not keep holding torque
+                self._broadcast_torque_off()
         self.torque = False
+        if first:
+            self._publish_diagnostics()
+
+    def _broadcast_torque_off(self) -> bool:
+        """One broadcast Torque_Enable=0 on the port, with the driver's port closed; best effort."""
+        from hilserl_ros.hardware.torque_off import torque_off
+
+        try:
+            torque_off(self.port, self.params["baudrate"], confirm=False)
+            return True
+        except Exception:  # noqa: BLE001 - the port is unusable: nothing reaches the servos anyway
+            return False
 
     def _cycle(self) -> None:
         if not self.connected:
@@ -163,17 +275,23 @@ class HardwareNode(Node):
                 self.reading = reading
                 hot = np.flatnonzero(reading.temperature > self.params["max_temperature"])
                 if hot.size and self.torque:
-                    names = ", ".join(f"{JOINT_NAMES[i]} {reading.temperature[i]:.0f} C" for i in hot)
+                    names = ", ".join(f"servo {self.bus.ids[i]} ({self.bus.joint_names[i]}) "
+                                      f"{reading.temperature[i]:.0f} C" for i in hot)
                     self.bus.set_torque(False)
                     self.torque = False
-                    self.get_logger().error(f"over temperature ({names}): torque off")
+                    self.hot = names
+                    self.get_logger().error(f"over temperature: {names} above {self.params['max_temperature']:g} C: "
+                                            "torque off until enabled")
                 if self.pending is not None and self.torque:
                     self.bus.write_positions(self._safe_target(self.pending, reading.position))
                     self.pending = None
-        except BusError as err:
+        except Exception as err:  # noqa: BLE001 - no exception may leave the cycle: the node must stay up
+            unexpected = not isinstance(err, (BusError, OSError, termios.error))  # a bug: do not retry blindly
+            err = self._bus_error(err)
             self.consecutive_errors += 1
             self.transient_errors += 1
-            if isinstance(err, (PortLost, ServoFault)) or self.consecutive_errors >= self.params["fault_after_errors"]:
+            if (unexpected or isinstance(err, (PortLost, ServoFault))
+                    or self.consecutive_errors >= self.params["fault_after_errors"]):
                 self._on_fault(err)
             return
         self.consecutive_errors = 0
@@ -183,7 +301,7 @@ class HardwareNode(Node):
         msg.position = reading.position.tolist()
         msg.velocity = reading.velocity.tolist()
         msg.effort = reading.load.tolist()
-        self.state_pub.publish(msg)
+        self._publish(self.state_pub, msg)
 
     def _safe_target(self, target: np.ndarray, measured: np.ndarray) -> np.ndarray:
         step = self.params["max_step"]
@@ -219,6 +337,15 @@ class HardwareNode(Node):
         if request.data and not self.connected:
             response.success, response.message = False, f"bus not connected ({self.fault or 'starting'})"
             return response
+        if not self.connected:
+            # off while faulted: the driver does not hold the bus; a broadcast still reaches the servos
+            with self.lock:
+                sent = self._broadcast_torque_off()
+            self.torque = False
+            response.success = sent
+            response.message = ("torque off (broadcast; bus not connected)" if sent
+                                else f"bus not connected and the port is unusable ({self.fault})")
+            return response
         try:
             with self.lock:
                 if request.data:
@@ -227,9 +354,12 @@ class HardwareNode(Node):
                 self.bus.set_torque(request.data)
             self.torque = bool(request.data)
             self.pending = None
+            if request.data:
+                self.hot = ""
             response.success, response.message = True, f"torque {'on' if request.data else 'off'}"
             self.get_logger().info(response.message)
-        except BusError as err:
+        except Exception as err:  # noqa: BLE001 - a service callback must not take the node down
+            err = self._bus_error(err)
             response.success, response.message = False, str(err)
             self._on_fault(err)
         return response
@@ -239,11 +369,21 @@ class HardwareNode(Node):
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
         bus = DiagnosticStatus(name="so101_driver: bus", hardware_id=self.port)
-        if self.connected:
+        fault = self.fault_info if not self.connected else None
+        if self.connected and self.hot and not self.torque:
+            bus.level, bus.message = DiagnosticStatus.ERROR, f"over temperature: {self.hot}; torque off"
+        elif self.connected:
             bus.level, bus.message = DiagnosticStatus.OK, "connected, torque " + ("on" if self.torque else "off")
+        elif fault is not None:
+            bus.level, bus.message = DiagnosticStatus.ERROR, f"{fault.kind}: {fault.detail}"
         else:
-            bus.level, bus.message = DiagnosticStatus.ERROR, f"fault: {self.fault}"
-        bus.values = [KeyValue(key="commands_dropped", value=str(self.drops.total)),
+            bus.level, bus.message = DiagnosticStatus.ERROR, "not connected"
+        blamed = ", ".join(f"{sid} ({self._joint_of(sid)})" for sid in (fault.servos if fault else {}))
+        bus.values = [KeyValue(key="fault_kind", value=fault.kind if fault else ""),
+                      KeyValue(key="fault_servos", value=blamed),
+                      KeyValue(key="last_fault", value=self.last_fault),
+                      KeyValue(key="faults", value=str(self.faults)),
+                      KeyValue(key="commands_dropped", value=str(self.drops.total)),
                       KeyValue(key="failed_cycles", value=str(self.transient_errors)),
                       KeyValue(key="commands_limited", value=str(self.limited_commands))]
         out.status.append(bus)
@@ -263,28 +403,63 @@ class HardwareNode(Node):
                     level, message = DiagnosticStatus.WARN, "hot"
             if rate > 0.01 and level == DiagnosticStatus.OK:
                 level, message = DiagnosticStatus.WARN, "communication errors"
-            if not self.connected:
-                level, message = DiagnosticStatus.ERROR, "bus fault"
+            if fault is not None and sid in fault.servos:
+                level, message = DiagnosticStatus.ERROR, fault.servos[sid]
+            elif fault is not None and fault.kind == "port lost":
+                level, message = DiagnosticStatus.ERROR, "port lost"
+            elif not self.connected:
+                culprit = ", ".join(f"servo {s} ({self._joint_of(s)}): {what}" for s, what in fault.servos.items()) \
+                    if fault is not None and fault.servos else (fault.kind if fault is not None else "not connected")
+                level, message = DiagnosticStatus.ERROR, f"bus fault ({culprit})"
             status.level, status.message = level, message
             status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
             out.status.append(status)
-        self.diag_pub.publish(out)
+        self._publish(self.diag_pub, out)
+
+    def _publish(self, publisher, msg) -> None:
+        """Publish, unless the process is shutting down: SIGINT invalidates the context while a
+        callback may be running, and the failed publish must not turn a clean shutdown (torque
+        off in close()) into a crash."""
+        try:
+            publisher.publish(msg)
+        except Exception:
+            if self.context.ok():
+                raise
+
+    def _joint_of(self, servo_id: int) -> str:
+        return next((joint for joint, cal in self.calibration.items() if cal.servo_id == servo_id), "?")
 
     def close(self) -> None:
-        """Torque off on shutdown: the arm must never be left holding a stale command."""
+        """Torque off on shutdown: the arm must never be left holding a stale command.
+
+        SIGINT raises KeyboardInterrupt wherever the process is, also in the middle of a bus
+        transaction, which leaves the SDK's port marked busy: the driver's torque write then
+        fails. The fallback is a broadcast on a freshly opened port, which needs nothing of the
+        interrupted state."""
         with self.lock:
-            try:
-                if self.connected and self.bus.connected:
-                    self.bus.set_torque(False)
-                    self.get_logger().info("shutdown: torque off")
-            except BusError as err:
-                self.get_logger().error(f"shutdown: could not turn torque off: {err}")
-            finally:
+            if not (self.connected and self.bus.connected):
                 try:
                     self.bus.close()
-                except BusError:
+                except Exception:  # noqa: BLE001 - the device is already gone
                     pass
-
+                return  # faulted: torque went off (or could not be reached) when the fault began
+            try:
+                self.bus.set_torque(False)
+                self.get_logger().info("shutdown: torque off")
+                failure = None
+            except Exception as err:  # noqa: BLE001 - fall back below
+                failure = as_bus_error(err, self.port)
+            try:
+                self.bus.close()
+            except Exception:  # noqa: BLE001 - the device is already gone
+                pass
+            if failure is not None:
+                if self._broadcast_torque_off():
+                    self.get_logger().info(f"shutdown: torque off (broadcast; the driver's write failed: {failure})")
+                else:
+                    self.get_logger().error(f"shutdown: could not turn torque off: {failure}; run python -m "
+                                            f"hilserl_ros.hardware.torque_off --port {self.port}")
+            self.connected = False
 
 def main():
     return run_node(HardwareNode)

@@ -187,6 +187,8 @@ class LearnerNode(Node):
             self.received += 1
 
     def _publish_acks(self) -> None:
+        if not self.context.ok():
+            return  # the final checkpoint at shutdown: the actors hear its numbers from the next run
         with self._ingest_lock:
             marks = [(key, tracker.contiguous) for key, tracker in self.links.items()]
         stamp = self.get_clock().now().to_msg()

@@ -29,8 +29,11 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # a crash: report it, release the node, exit non-zero
-        traceback.print_exc()
-        code = 1
+        if node is not None and not rclpy.ok():
+            pass  # Ctrl-C landed while the executor rebuilt its wait set: a requested shutdown
+        else:
+            traceback.print_exc()
+            code = 1
     finally:
         if node is not None:
             close = getattr(node, "close", None)
