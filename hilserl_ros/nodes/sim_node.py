@@ -19,6 +19,7 @@ import threading
 import time
 
 from builtin_interfaces.msg import Time
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
@@ -84,10 +85,17 @@ class SimNode(Node):
                 wall_start, sim_start = time.monotonic(), self.world.time
             self.world.step(CHUNK)
             now = self.world.time
-            self.clock_pub.publish(Clock(clock=sim_time(now)))
-            if now >= next_task:
-                next_task = now + 1.0 / self.params["task_rate"]
-                self._publish_task(now)
+            if not self.context.ok():
+                return  # shutting down: close() stops this thread, publishing is over
+            try:
+                self.clock_pub.publish(Clock(clock=sim_time(now)))
+                if now >= next_task:
+                    next_task = now + 1.0 / self.params["task_rate"]
+                    self._publish_task(now)
+            except RCLError:
+                if self.context.ok():
+                    raise
+                return  # the context went down between the check and the publish
             # keep simulated time at time_scale x wall time (never ahead of it)
             ahead = (now - sim_start) / scale - (time.monotonic() - wall_start)
             if ahead > 0:
