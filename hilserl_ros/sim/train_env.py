@@ -1,0 +1,200 @@
+"""HIL-SERL on the ROS-free SO-101 env: the graph's learner core and configuration, no graph.
+
+    python -m hilserl_ros.sim.train_env [--task reach] [--seed 0] [--minutes 3] [--max-steps 20000]
+
+The same SACAgent, ReplayBuffer pair and RLPD sampling (:func:`sample_mixed`) as /learner,
+configured from config/learner.yaml; the same action sampling as /actor; the scripted operator
+of config/scripted_human.yaml; interventions go to both buffers. Updates follow the learner's
+``updates_per_transition`` cap (an update is ``utd_ratio`` critic steps + one actor step)
+and start after ``training_starts`` transitions. Training stops when the policy alone (an
+episode without intervention) succeeds in ``target`` of the last ``window`` episodes, or at
+the step or time budget. Same seed and configuration here and through the graph should learn
+alike: when only the graph fails, the graph is at fault.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
+from hilserl_ros.learning.config import SACConfig
+from hilserl_ros.learning.sac import SACAgent
+from hilserl_ros.sim.env import EnvConfig, make_env, node_parameters
+
+# learner.yaml parameter -> SACConfig field
+_SAC_FIELDS = {"target_entropy": "target_entropy", "temperature": "temperature_init", "actor_lr": "actor_lr",
+               "critic_lr": "critic_lr", "temperature_lr": "temperature_lr", "discount": "discount", "tau": "tau",
+               "utd_ratio": "utd_ratio", "batch_size": "batch_size", "hidden_dims": "hidden_dims",
+               "num_critics": "num_critics", "grasp_critic": "grasp_critic", "obs_dim": "obs_dim",
+               "action_dim": "action_dim"}
+
+
+@dataclass
+class LearnerSettings:
+    """What /learner reads from config/learner.yaml, in the core's terms."""
+
+    sac: dict
+    training_starts: int = 300
+    updates_per_transition: float = 1.0
+    rl_capacity: int = 200_000
+    demo_capacity: int = 100_000
+
+    @classmethod
+    def from_graph(cls, share: str | None = None, **overrides) -> "LearnerSettings":
+        p = node_parameters("learner", share)
+        p.update(overrides)
+        sac = {field_name: p[name] for name, field_name in _SAC_FIELDS.items() if name in p}
+        return cls(sac=sac, training_starts=int(p.get("training_starts", 300)),
+                   updates_per_transition=float(p.get("updates_per_transition", 1.0)),
+                   rl_capacity=int(p.get("rl_capacity", 200_000)), demo_capacity=int(p.get("demo_capacity", 100_000)))
+
+
+@dataclass
+class EpisodeRecord:
+    episode: int
+    env_steps: int  # total, at the episode's end
+    steps: int
+    reward: float
+    success: bool
+    intervention_steps: int
+    seconds: float  # wall clock since the start of training
+    alpha: float
+
+    @property
+    def autonomous(self) -> bool:
+        """Success by the policy alone: the operator never took over (the graph's monitor too)."""
+        return self.success and self.intervention_steps == 0
+
+    @property
+    def intervention_rate(self) -> float:
+        return self.intervention_steps / self.steps if self.steps else 0.0
+
+
+@dataclass
+class EnvRunResult:
+    task: str
+    seed: int
+    reached: bool
+    minutes: float  # wall clock to the point the target was reached (or to the end)
+    episodes: int
+    env_steps: int
+    updates: int
+    final_policy_success: float  # over the last `window` episodes
+    final_intervention_rate: float
+    final_alpha: float
+    episodes_log: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        out.pop("episodes_log")
+        return out
+
+
+def rolling(records: list[EpisodeRecord], window: int) -> tuple[float, float]:
+    recent = records[-window:]
+    if not recent:
+        return 0.0, 0.0
+    return (sum(r.autonomous for r in recent) / len(recent),
+            sum(r.intervention_rate for r in recent) / len(recent))
+
+
+def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, max_minutes: float = 10.0,
+              target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
+              learner: LearnerSettings | None = None, threads: int = 1, progress=None,
+              update_hook=None) -> EnvRunResult:
+    """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
+    ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
+    sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose)."""
+    torch.set_num_threads(threads)
+    learner = learner or LearnerSettings.from_graph()
+    env = make_env(task, seed=seed, operator=operator, config=env_config)
+    sac = dict(learner.sac, seed=seed)
+    config = SACConfig(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0],
+                       **{k: v for k, v in sac.items() if k not in ("obs_dim", "action_dim")})
+    agent = SACAgent(config)
+    obs_dim, action_dim = config.obs_dim, config.action_dim
+    rl = ReplayBuffer(min(learner.rl_capacity, max_env_steps + 1), obs_dim, action_dim, seed=seed)
+    demo = ReplayBuffer(min(learner.demo_capacity, max_env_steps + 1), obs_dim, action_dim, seed=seed + 1)
+    update = update_hook or (lambda a, sample: a.update(sample))
+    def sample(n):
+        return sample_mixed(rl, demo, n)
+
+    records: list[EpisodeRecord] = []
+    start = time.monotonic()
+    obs, _ = env.reset(seed=seed)
+    ep_reward, ep_steps, ep_human, received = 0.0, 0, 0, 0
+    reached_at = None
+    for step in range(1, max_env_steps + 1):
+        if env.will_intervene:
+            action = np.zeros(action_dim, np.float32)  # the operator's action is executed instead
+        else:
+            action = agent.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        executed, human = info["action"], info["intervention"]
+        rl.add(obs, executed, reward, next_obs, terminated, human)
+        if human:
+            demo.add(obs, executed, reward, next_obs, terminated, human)  # HIL-SERL: interventions are demos
+        received += 1
+        ep_reward += reward
+        ep_steps += 1
+        ep_human += int(human)
+        obs = next_obs
+        cap = learner.updates_per_transition
+        while len(rl) >= learner.training_starts and (
+                agent.update_step < cap * (received - learner.training_starts + 1)):
+            update(agent, sample)
+            if cap == 0:
+                break
+        if terminated or truncated:
+            records.append(EpisodeRecord(len(records) + 1, step, ep_steps, ep_reward, bool(info["success"]),
+                                         ep_human, time.monotonic() - start, agent.alpha))
+            ep_reward, ep_steps, ep_human = 0.0, 0, 0
+            obs, _ = env.reset()
+            rate, _ = rolling(records, window)
+            if progress is not None:
+                progress(records[-1], rate)
+            if len(records) >= window and rate >= target:
+                reached_at = time.monotonic() - start
+                break
+        if time.monotonic() - start > max_minutes * 60:
+            break
+    env.close()
+    rate, intervention = rolling(records, window)
+    elapsed = reached_at if reached_at is not None else time.monotonic() - start
+    return EnvRunResult(task, seed, reached_at is not None, elapsed / 60.0, len(records),
+                        records[-1].env_steps if records else 0, agent.update_step, rate, intervention,
+                        agent.alpha, [asdict(r) for r in records])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="reach")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--max-steps", type=int, default=20_000)
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--no-operator", action="store_true", help="pure RL: the scripted operator never helps")
+    opts = parser.parse_args(argv)
+
+    def show(record: EpisodeRecord, rate: float) -> None:
+        print(f"[ENV] Episode {record.episode} done | step={record.env_steps} | reward={record.reward:.2f} | "
+              f"{'success' if record.success else 'timeout'} | intervention={100 * record.intervention_rate:.0f}% | "
+              f"policy success@{opts.window}={rate:.0%} | alpha={record.alpha:.4f} | {record.seconds:.0f} s",
+              flush=True)
+
+    result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
+                       operator=not opts.no_operator, progress=show)
+    print(json.dumps(result.summary()))
+    return 0 if result.reached else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
