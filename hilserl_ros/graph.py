@@ -89,7 +89,11 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
               "(robot_state_publisher, full ROS 2 install; the Foxglove bridge does it where it is absent)",
               ("true", "false"), bool),
     LaunchArg("rviz", "false", "Start RViz with rviz/hilserl.rviz (full ROS 2 install)", ("true", "false"), bool),
-    LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only)", kind=float),
+    LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only; with lockstep, at most)",
+              kind=float),
+    LaunchArg("lockstep", "true", "Simulation only: simulated time waits at each control period for the next "
+              "command, so every action gets one period of physics at any time_scale and CPU load",
+              ("true", "false"), bool),
     LaunchArg("checkpoint_dir", "runs/checkpoints", "Where the learner writes and resumes checkpoints"),
     LaunchArg("spool_dir", "runs/spool", "Where the actor keeps transitions until they are in a learner checkpoint "
               "(pair it with checkpoint_dir: a new run wants both fresh)"),
@@ -103,7 +107,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.sim_node",
         description="MuJoCo SO-101 world: physics, task reward/success, reset service, rendered camera",
         params_file="sim.yaml",
-        arg_parameters={"task": "task", "time_scale": "time_scale"},
+        arg_parameters={"task": "task", "time_scale": "time_scale", "lockstep": "lockstep"},
         only_if="use_sim",
     ),
     NodeSpec(
@@ -121,7 +125,8 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.hardware_node",
         description="SO-101 hardware interface: Feetech bus, /joint_states, /diagnostics, torque, safety",
         params_file="hardware.yaml",
-        arg_parameters={"port": "port", "use_sim": "use_sim"},
+        # in simulation its stamps are simulated time (the actor's lockstep compares them)
+        arg_parameters={"port": "port", "use_sim": "use_sim", "use_sim_time": "use_sim"},
         # never respawned without the operator; if it dies without turning torque off itself
         # (SIGKILL, crash), torque goes off from outside and stays off until re-enabled
         respawn=False,
@@ -176,7 +181,8 @@ NODES: tuple[NodeSpec, ...] = (
         description="SAC actor: policy at the control rate, human overrides, episodes, transitions out",
         params_file="actor.yaml",
         # in simulation the control rate runs on the simulation's /clock (time_scale)
-        arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim", "spool_dir": "spool_dir"},
+        arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim", "spool_dir": "spool_dir",
+                        "lockstep": "lockstep"},
         respawn=True,
     ),
     NodeSpec(

@@ -18,6 +18,12 @@ New weights (safetensors, sha256-checked) are applied the moment they arrive, be
 control steps, not only at episode end. Until the first weights arrive the arm holds still (and no
 step is taken unless ``act_without_weights``: recording demonstrations without a learner).
 Log line per episode: ``[ACTOR] Episode 1 done | step=150 | reward=0.85``.
+
+In simulation with ``lockstep`` the steps follow the simulation instead of a timer: simulated
+time stops at each period boundary (sim_node), and the actor steps once per boundary task
+state, as soon as the joint state and EE pose read at that instant (stamped at or after it)
+and the scripted operator's decision on it are in. Observation, reward and the action's
+effect are then those of one period, as in the ROS-free env.
 """
 from __future__ import annotations
 
@@ -68,9 +74,18 @@ PARAMS = [
     ParamSpec("resend_after", 1.0, "re-send once the learner's acknowledgement has not advanced this long",
               min=0.1, max=60.0, unit="s"),
     ParamSpec("resend_batch", 200, "transitions re-sent per tick (5 ticks a second)", min=1, max=10000),
+    ParamSpec("lockstep", False, "step on the simulation's period boundaries (the sim's lockstep), not a timer",
+              read_only=True),
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
 ]
+
+
+INTERVENTION_WAIT = 0.05  # s (wall) a lockstep step waits for the operator's decision on its state
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class ActorNode(Node):
@@ -85,6 +100,10 @@ class ActorNode(Node):
         self.policy_version = -1
         self.joints: np.ndarray | None = None
         self.ee: np.ndarray | None = None
+        self.joints_stamp = self.ee_stamp = self.intervention_stamp = -1.0  # header stamps (s)
+        self.lockstep = self.params["lockstep"] and self.params["use_sim"]
+        self.last_tick: float | None = None  # stamp of the boundary task state last acted on
+        self.tick_seen = 0.0  # wall time the newest boundary arrived
         self.task: TaskState | None = None
         self.intervention: tuple[float, Intervention] | None = None
         self.pending_event: int | None = None
@@ -121,8 +140,9 @@ class ActorNode(Node):
             self.get_logger().info(f"spool {self.spool.directory}: {len(self.spool)} transitions of earlier "
                                    f"sessions not yet in a learner checkpoint; they will be re-sent")
         self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
-        self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
-        self.params.bind_rate("control_rate", self.timer)
+        if not self.lockstep:
+            self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
+            self.params.bind_rate("control_rate", self.timer)
         self._waiting_logged = False
 
     def _new_episode(self) -> None:
@@ -140,21 +160,43 @@ class ActorNode(Node):
             self.drops.drop("joint state without all joints")
             return
         self.joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
+        self.joints_stamp = _seconds(msg.header.stamp)
+        self._maybe_step()
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p = msg.pose.position
         self.ee = np.array([p.x, p.y, p.z])
+        self.ee_stamp = _seconds(msg.header.stamp)
+        self._maybe_step()
 
     def _on_task(self, msg: TaskState) -> None:
         if msg.episode < self.min_task_episode:
             return  # a state from before the last reset, overtaken by the reset reply
         self.task = msg
+        self.tick_seen = time.monotonic()
+        self._maybe_step()
+
+    def _maybe_step(self) -> None:
+        """Lockstep: one step per boundary task state, once what was measured at it is in."""
+        if not self.lockstep or self.task is None:
+            return
+        tick = _seconds(self.task.header.stamp)
+        if tick == self.last_tick or min(self.joints_stamp, self.ee_stamp) < tick - 1e-6:
+            return
+        # the scripted operator decides on the same task state; wait briefly for its word
+        if (self.intervention_stamp < tick - 1e-6 and time.monotonic() - self.tick_seen < INTERVENTION_WAIT
+                and self.count_publishers(topics.INTERVENTION) > 0):
+            return
+        self.last_tick = tick
+        self._step()
 
     def _on_intervention(self, msg: Intervention) -> None:
         if msg.active and (len(msg.action) != ACTION_DIM or not np.all(np.isfinite(msg.action))):
             self.drops.drop(f"intervention action must be {ACTION_DIM} finite values")
             return
         self.intervention = (time.monotonic(), msg)
+        self.intervention_stamp = _seconds(msg.header.stamp)
+        self._maybe_step()
 
     def _on_event(self, msg: EpisodeEvent) -> None:
         self.pending_event = msg.event
@@ -202,6 +244,8 @@ class ActorNode(Node):
             return
         if self.settle > 0:
             self.settle -= 1
+            if self.lockstep:
+                self.stop_arm()  # a command ends the simulation's wait for one
             return
         obs = build_observation(self.joints, self.ee, [self.task.goal.x, self.task.goal.y, self.task.goal.z])
         if self.prev is not None:
@@ -316,6 +360,8 @@ class ActorNode(Node):
 
     def _after_reset(self, future) -> None:
         self.resetting = False
+        if self.lockstep:
+            self.stop_arm()  # the simulation may be waiting for a command at a boundary
 
     def stop_arm(self) -> None:
         self.cmd_pub.publish(EndEffectorCommand())

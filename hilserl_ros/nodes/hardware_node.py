@@ -7,8 +7,8 @@ in simulation, on the pseudo-terminal the sim node serves (the same driver code 
   at ``publish_rate`` (50 Hz default) and /diagnostics (per servo: temperature, load, voltage,
   communication error rate) at ``diagnostics_rate``;
 - takes position targets on /joint_commands; each is checked (known joints, finite), clamped
-  to the calibrated joint range and to ``max_step`` rad away from the measured position, and
-  written on the next cycle;
+  to the calibrated joint range and to ``max_step`` rad away from the latest measured
+  position, and written at once (the latency from policy to arm is part of the control loop);
 - ~/torque_enable (std_srvs/SetBool) turns torque on (after setting the goal to the present
   position, so the arm does not jump) or off;
 - safety: torque off on shutdown, on a bus fault and on a servo over ``max_temperature``;
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
@@ -169,8 +170,12 @@ class HardwareNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
         self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
         self.create_service(SetBool, "~/torque_enable", self._on_torque)
-        self.state_timer = self.create_timer(1.0 / self.params["publish_rate"], self._cycle)
-        self.diag_timer = self.create_timer(1.0 / self.params["diagnostics_rate"], self._publish_diagnostics)
+        # the bus is polled in wall time, also when the clock is the simulation's (use_sim_time:
+        # stamps in simulated time) and simulated time stands still (lockstep)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.state_timer = self.create_timer(1.0 / self.params["publish_rate"], self._cycle, clock=steady)
+        self.diag_timer = self.create_timer(1.0 / self.params["diagnostics_rate"], self._publish_diagnostics,
+                                            clock=steady)
         self.params.bind_rate("publish_rate", self.state_timer)
         self.params.bind_rate("diagnostics_rate", self.diag_timer)
         self._connect(enable=self.params["torque_on_start"])
@@ -269,6 +274,7 @@ class HardwareNode(Node):
                           else self.params["auto_enable_after_fault"] or self.params["use_sim"])
                 self._connect(enable=enable)
             return
+        stamp = self.get_clock().now().to_msg()  # before the read: a stamp never claims a later state
         try:
             with self.lock:
                 reading = self.bus.read()
@@ -282,26 +288,33 @@ class HardwareNode(Node):
                     self.hot = names
                     self.get_logger().error(f"over temperature: {names} above {self.params['max_temperature']:g} C: "
                                             "torque off until enabled")
-                if self.pending is not None and self.torque:
-                    self.bus.write_positions(self._safe_target(self.pending, reading.position))
-                    self.pending = None
+                self._write_pending()
         except Exception as err:  # noqa: BLE001 - no exception may leave the cycle: the node must stay up
-            unexpected = not isinstance(err, (BusError, OSError, termios.error))  # a bug: do not retry blindly
-            err = self._bus_error(err)
-            self.consecutive_errors += 1
-            self.transient_errors += 1
-            if (unexpected or isinstance(err, (PortLost, ServoFault))
-                    or self.consecutive_errors >= self.params["fault_after_errors"]):
-                self._on_fault(err)
+            self._bus_failed(err)
             return
         self.consecutive_errors = 0
         msg = JointState()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp
         msg.name = list(JOINT_NAMES)
         msg.position = reading.position.tolist()
         msg.velocity = reading.velocity.tolist()
         msg.effort = reading.load.tolist()
         self._publish(self.state_pub, msg)
+
+    def _bus_failed(self, err: Exception) -> None:
+        unexpected = not isinstance(err, (BusError, OSError, termios.error))  # a bug: do not retry blindly
+        err = self._bus_error(err)
+        self.consecutive_errors += 1
+        self.transient_errors += 1
+        if (unexpected or isinstance(err, (PortLost, ServoFault))
+                or self.consecutive_errors >= self.params["fault_after_errors"]):
+            self._on_fault(err)
+
+    def _write_pending(self) -> None:
+        """Write the accepted command (caller holds the lock), limited against the latest reading."""
+        if self.pending is not None and self.torque and self.reading is not None:
+            self.bus.write_positions(self._safe_target(self.pending, self.reading.position))
+            self.pending = None
 
     def _safe_target(self, target: np.ndarray, measured: np.ndarray) -> np.ndarray:
         step = self.params["max_step"]
@@ -332,6 +345,13 @@ class HardwareNode(Node):
         for name, value in zip(msg.name, msg.position):
             target[JOINT_NAMES.index(name)] = value
         self.pending = target
+        # written at once, not on the next read cycle: up to 1/publish_rate of latency less
+        # between the policy's action and the arm (a control period is only 100 ms)
+        try:
+            with self.lock:
+                self._write_pending()
+        except Exception as err:  # noqa: BLE001 - as in the cycle: a fault, never a dead node
+            self._bus_failed(err)
 
     def _on_torque(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         if request.data and not self.connected:

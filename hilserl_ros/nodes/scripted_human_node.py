@@ -1,5 +1,9 @@
 """Scripted operator node (/scripted_human), simulation only: publishes /intervention like
-the joystick node would, from hilserl_ros.human.ScriptedHuman watching /sim/task_state."""
+the joystick node would, from hilserl_ros.human.ScriptedHuman watching /sim/task_state.
+
+The task state comes faster than a person decides (the actor needs a fresh reward each step):
+the operator looks at it ``rate`` times a simulated second (by the messages' stamps, so at
+any time_scale) and republishes its decision in between."""
 from __future__ import annotations
 
 from rclpy.node import Node
@@ -21,6 +25,8 @@ PARAMS = [
               unit="m"),
     ParamSpec("takeover_steps", 12, "steps of steering once engaged", min=1, max=1000),
     ParamSpec("jitter", 0.1, "hand noise (std, normalised units)", min=0.0, max=1.0),
+    ParamSpec("rate", 10.0, "decisions per simulated second (the control rate: patience counts these)",
+              min=1.0, max=100.0, unit="Hz"),
     ParamSpec("seed", 0, "random seed", read_only=True),
 ]
 
@@ -33,6 +39,8 @@ class ScriptedHumanNode(Node):
         for name in ("patience", "progress", "takeover_steps", "jitter", "mode"):
             self.params.on_change(name, lambda _: setattr(self.human, "config", self._config()))
         self.episode = None
+        self.last_decision: float | None = None  # stamp (s) of the last decision
+        self.last_action = None
         self.pub = self.create_publisher(Intervention, topics.INTERVENTION, qos.EVENTS)
         self.create_subscription(TaskState, topics.TASK_STATE, self._on_task, qos.EVENTS)
 
@@ -42,13 +50,20 @@ class ScriptedHumanNode(Node):
                            jitter=p["jitter"], seed=p["seed"], demonstrate=p["mode"] == "demonstrate")
 
     def _on_task(self, msg: TaskState) -> None:
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
         if msg.episode != self.episode:
             self.episode = msg.episode
             self.human.reset()
-        action = None
-        if self.params["enabled"]:
-            action = self.human.step([msg.ee_position.x, msg.ee_position.y, msg.ee_position.z],
-                                     [msg.goal.x, msg.goal.y, msg.goal.z])
+            self.last_decision = None
+        # a decision per 1/rate of simulated time; 1 ms slack for the sim's stepping granularity
+        due = self.last_decision is None or stamp - self.last_decision >= 1.0 / self.params["rate"] - 1e-3
+        if due:
+            self.last_decision = stamp
+            self.last_action = None
+            if self.params["enabled"]:
+                self.last_action = self.human.step([msg.ee_position.x, msg.ee_position.y, msg.ee_position.z],
+                                                   [msg.goal.x, msg.goal.y, msg.goal.z])
+        action = self.last_action
         out = Intervention(active=action is not None, source="scripted",
                            action=[] if action is None else [float(a) for a in action])
         out.header.stamp = msg.header.stamp

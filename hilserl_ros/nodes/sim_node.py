@@ -12,6 +12,17 @@ software rendering holds this process's interpreter for ~0.25 s a frame, which w
 emulated servo bus that answers the driver from here.
 
 Service /sim/reset (std_srvs/Trigger): new episode (new target or cube position), arm home.
+
+Lockstep (``lockstep``, on in simulation by default). The control loop runs over DDS and the
+servo bus in wall time: actor -> IK -> driver -> bus -> physics, then bus -> driver -> IK ->
+actor, some 20-40 ms on two loaded cores. At ``time_scale`` 3 that is most of a 100 ms
+control period of simulated time, and the observation after an action barely showed it (the
+motion showed one step later, so transitions paired each action with its predecessor's
+effect). With lockstep, simulated time stops at every control period boundary
+(k / ``control_rate``), publishes the task state of that instant, and goes on only once the
+driver wrote the next command to the bus (or after ``lockstep_timeout`` of wall time, when
+nobody commands). Each action then gets exactly one period of physics, whatever the CPU load
+and time_scale, as in the ROS-free env (hilserl_ros.sim.env); time_scale is an upper bound.
 """
 from __future__ import annotations
 
@@ -25,6 +36,7 @@ from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
+from hilserl_ros.hardware.emulator import INST_ACTION, INST_SYNC_WRITE, INST_WRITE
 from hilserl_ros.hardware.bus import SERVO_IDS
 from hilserl_ros.msg import TaskState
 from hilserl_ros.nodes.hardware_node import default_sim_port
@@ -40,11 +52,21 @@ PARAMS = [
               validator=lambda v: None if v in TASKS else f"must be one of {TASKS}"),
     ParamSpec("seed", 0, "random seed of targets and cube positions", read_only=True),
     ParamSpec("time_scale", 1.0, "simulated seconds per wall-clock second", min=0.1, max=20.0),
-    ParamSpec("task_rate", 10.0, "task state rate (simulated time)", min=1.0, max=100.0, unit="Hz"),
+    ParamSpec("task_rate", 50.0, "task state rate (simulated time) without lockstep (with it: one per period)",
+              min=1.0, max=100.0, unit="Hz"),
     ParamSpec("sim_port", "", "path of the emulated servo bus (a symlink to the pty); empty = per-domain default",
               read_only=True),
     ParamSpec("wire_timing", True, "emulate the 1 Mbps wire time of each servo packet", read_only=True),
+    ParamSpec("lockstep", True, "stop simulated time at each control period until the next command is written",
+              read_only=True),
+    ParamSpec("control_rate", 10.0, "control periods per simulated second (the actor's control_rate)", min=1.0,
+              max=100.0, unit="Hz", read_only=True),
+    ParamSpec("lockstep_timeout", 0.25, "longest wait for a command at a period boundary", min=0.01, max=10.0,
+              unit="s"),
 ]
+
+# bus instructions that carry a command (goal positions, torque)
+WRITE_INSTRUCTIONS = (INST_WRITE, INST_SYNC_WRITE, INST_ACTION)
 
 
 def sim_time(seconds: float) -> Time:
@@ -76,32 +98,59 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ loops
     def _run_physics(self) -> None:
+        lockstep = self.params["lockstep"]
+        period = 1.0 / self.params["control_rate"]
+        timestep = self.world.model.opt.timestep
         next_task = 0.0
         wall_start, sim_start = time.monotonic(), self.world.time
+        hold_at = (round(self.world.time / period) + 1) * period
         scale = self.params["time_scale"]
+        self.holds = self.hold_timeouts = 0
         while not self._stop.is_set():
             if self.params["time_scale"] != scale:  # re-anchor on a live change
                 scale = self.params["time_scale"]
                 wall_start, sim_start = time.monotonic(), self.world.time
-            self.world.step(CHUNK)
+            chunk = min(CHUNK, hold_at - self.world.time) if lockstep else CHUNK
+            if chunk > timestep / 2:
+                self.world.step(chunk)
             now = self.world.time
             if not self.context.ok():
                 return  # shutting down: close() stops this thread, publishing is over
+            boundary = lockstep and now >= hold_at - timestep / 2
             try:
                 self.clock_pub.publish(Clock(clock=sim_time(now)))
-                if now >= next_task:
+                if boundary or (not lockstep and now >= next_task):
                     next_task = now + 1.0 / self.params["task_rate"]
                     self._publish_task(now)
             except RCLError:
                 if self.context.ok():
                     raise
                 return  # the context went down between the check and the publish
+            if boundary:
+                self._hold()
+                hold_at += period
+                wall_start, sim_start = time.monotonic(), self.world.time  # the wait is not lag
+                continue
             # keep simulated time at time_scale x wall time (never ahead of it)
             ahead = (now - sim_start) / scale - (time.monotonic() - wall_start)
             if ahead > 0:
                 self._stop.wait(ahead)
             elif ahead < -0.5:  # the CPU cannot keep up: do not try to catch up in a burst
                 wall_start, sim_start = time.monotonic(), now
+
+    def _writes(self) -> int:
+        counts = self.bus.stats.instructions
+        return sum(counts[i] for i in WRITE_INSTRUCTIONS)
+
+    def _hold(self) -> None:
+        """Simulated time stands still until the driver writes a command (or the timeout)."""
+        start, deadline = self._writes(), time.monotonic() + self.params["lockstep_timeout"]
+        self.holds += 1
+        while self._writes() == start and not self._stop.is_set():
+            if time.monotonic() >= deadline:
+                self.hold_timeouts += 1
+                return
+            self._stop.wait(0.0005)
 
     def _publish_task(self, now: float) -> None:
         state = self.world.task_state()
