@@ -31,7 +31,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	AMENT_PREFIX_PATH="$(ROOT)/install:$(VENV_ABS)" \
 	PYTHONUNBUFFERED=1
 
-.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-world \
+.PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-learning bench-world \
 	bench-graph bench-faults lock record-demos replay report
 
 setup: $(BUILD_STAMP)
@@ -98,6 +98,10 @@ bench-graph: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/graph.py $(ARGS)
 
 # kills the learner (3x), the actor and the bridge mid-run; accounts for every transition
+# reach from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 15-30 min)
+bench-learning: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) bench/learning.py $(ARGS)
+
 bench-faults: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/faults.py $(ARGS)
 

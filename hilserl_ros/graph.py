@@ -91,6 +91,8 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("rviz", "false", "Start RViz with rviz/hilserl.rviz (full ROS 2 install)", ("true", "false"), bool),
     LaunchArg("time_scale", "1.0", "Simulated seconds per wall second (simulation only; with lockstep, at most)",
               kind=float),
+    LaunchArg("seed", "0", "Seed of the run: targets, action sampling, network initialisation, operator noise",
+              kind=int),
     LaunchArg("lockstep", "true", "Simulation only: simulated time waits at each control period for the next "
               "command, so every action gets one period of physics at any time_scale and CPU load",
               ("true", "false"), bool),
@@ -107,7 +109,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.sim_node",
         description="MuJoCo SO-101 world: physics, task reward/success, reset service, rendered camera",
         params_file="sim.yaml",
-        arg_parameters={"task": "task", "time_scale": "time_scale", "lockstep": "lockstep"},
+        arg_parameters={"task": "task", "time_scale": "time_scale", "lockstep": "lockstep", "seed": "seed"},
         only_if="use_sim",
     ),
     NodeSpec(
@@ -172,6 +174,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.scripted_human_node",
         description="Simulated operator: takes over when the policy drifts, like a person with a gamepad",
         params_file="scripted_human.yaml",
+        arg_parameters={"seed": "seed"},
         operator="scripted",
     ),
     NodeSpec(
@@ -182,7 +185,7 @@ NODES: tuple[NodeSpec, ...] = (
         params_file="actor.yaml",
         # in simulation the control rate runs on the simulation's /clock (time_scale)
         arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim", "spool_dir": "spool_dir",
-                        "lockstep": "lockstep"},
+                        "lockstep": "lockstep", "seed": "seed"},
         respawn=True,
     ),
     NodeSpec(
@@ -191,7 +194,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.learner_node",
         description="SAC learner: buffers, updates, weights and statistics out, checkpoints",
         params_file="learner.yaml",
-        arg_parameters={"checkpoint_dir": "checkpoint_dir", "demo_bags": "demo_bags"},
+        arg_parameters={"checkpoint_dir": "checkpoint_dir", "demo_bags": "demo_bags", "seed": "seed"},
         respawn=True,
     ),
     NodeSpec(

@@ -114,3 +114,14 @@ class SO101Kinematics:
             q[:ARM_JOINTS] += dq
             q = np.clip(q, self.lower, self.upper)
         return IKResult(q, err, max_iterations, err < tolerance)
+
+
+def gripper_target(command: float, held: float | None, measured: float, open_position: float,
+                   closed_position: float) -> float:
+    """The gripper joint target for a normalised gripper command: -1 close, +1 open, 0 stay
+    (at the target held so far, or where it is when nothing was commanded yet)."""
+    if command <= -0.5:
+        return closed_position
+    if command >= 0.5:
+        return open_position
+    return float(measured) if held is None else held

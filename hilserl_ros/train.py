@@ -96,6 +96,7 @@ class Monitor:
             "autonomous": (sum(self.autonomous(e) for e in recent) / len(recent)) if recent else 0.0,
             "intervention": (sum(e.intervention_rate for e in recent) / len(recent)) if recent else 0.0,
             "alpha": stats.alpha if stats else float("nan"),
+            "env_steps": self.episodes[-1].total_steps if self.episodes else 0,
             "updates": stats.update_step if stats else 0,
         }
 
@@ -183,6 +184,20 @@ def plot(run_dir: str, monitor: Monitor, window: int) -> str:
     return path
 
 
+def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: float, overrides: dict,
+                 opts) -> None:
+    """The run as one record of bench/results/learning.json."""
+    import json
+
+    record = {"task": overrides.get("task", "reach"), "observation": "state", "where": "graph",
+              "seed": int(overrides.get("seed", 0)), "reached": reached, "minutes": round(minutes, 3),
+              "episodes": s["episodes"], "env_steps": s["env_steps"], "updates": s["updates"],
+              "final_policy_success": s["autonomous"], "final_intervention_rate": s["intervention"],
+              "final_alpha": s["alpha"], "target": opts.target, "window": opts.window, "budget_minutes": opts.minutes}
+    with open(path, "w") as fh:
+        json.dump(record, fh, indent=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("arguments", nargs="*", help="launch arguments, name:=value")
@@ -192,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--target-entropy", type=float, default=None,
                         help="set /learner target_entropy at start (as `ros2 param set` would)")
+    parser.add_argument("--result-json", default=None,
+                        help="write the run's outcome here (make bench-learning reads it)")
     opts = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -257,11 +274,21 @@ def main(argv: list[str] | None = None) -> int:
     spinner.join(timeout=5)
     monitor.node.destroy_node()
     context.try_shutdown()
-    verdict = "reached" if reached else "did NOT reach"
-    print(f"[train] {verdict} {opts.target:.0%} policy success (no intervention) over {opts.window} episodes: "
-          f"{s['episodes']} episodes, {elapsed / 60:.1f} min, policy success {s['autonomous']:.0%}, "
-          f"success with help {s['success']:.0%}, intervention {s['intervention']:.0%}, alpha {s['alpha']:.3f}")
-    print(f"[train] history {history}, plot {png}; all plots: make report ARGS={run_dir}")
+    minutes = elapsed / 60
+    if opts.result_json:
+        write_result(opts.result_json, monitor, s, reached, minutes, overrides, opts)
+    print(f"[train] history {history}, learner statistics {run_dir}/learner_stats.csv; all plots: "
+          f"make report ARGS={run_dir}")
+    if reached:
+        print(f"[train] reached {opts.target:.0%} policy success (no intervention) over {opts.window} episodes in "
+              f"{minutes:.1f} min: {s['episodes']} episodes, {s['env_steps']} steps, intervention "
+              f"{s['intervention']:.0%}, alpha {s['alpha']:.3f}; plot {png}")
+    else:
+        # the one line a person reads when it did not learn: what was reached, and where to look
+        print(f"[train] did NOT reach {opts.target:.0%} policy success in {minutes:.1f} min (policy success "
+              f"{s['autonomous']:.0%}, with help {s['success']:.0%}, {s['episodes']} episodes): look at alpha "
+              f"{s['alpha']:.3f} (collapsed below the learner's alpha_floor?), intervention {s['intervention']:.0%} "
+              f"(still high: the operator does the work) and the plots in {png}")
     return 0 if reached else 1
 
 

@@ -44,6 +44,21 @@ def test_the_operator_lets_go_after_takeover_steps():
     assert flags[:2] == [False, False] and flags[2:5] == [True, True, True] and flags[5] is False
 
 
+def test_the_operator_hands_back_once_close_and_helps_home_a_policy_stuck_there():
+    human = ScriptedHuman(HumanConfig(patience=2, takeover_steps=20, release_distance=0.03, jitter=0.0))
+    ee, goal = np.zeros(3), np.array([0.1, 0.0, 0.0])
+    trace = []
+    for _ in range(16):  # the policy never moves the arm: only the operator does
+        action = human.step(ee, goal)
+        trace.append((float(np.linalg.norm(goal - ee)), action is not None))
+        if action is not None:
+            ee = ee + 0.02 * action[:3]
+    first_release = next(i for i, (_, active) in enumerate(trace) if i > 2 and not active)
+    assert 0.02 < trace[first_release][0] <= 0.03  # let go at 3 cm: the last stretch is the policy's
+    assert any(active for _, active in trace[first_release:])  # stuck there: taken over again
+    assert np.linalg.norm(goal - ee) < 0.01  # ... and brought home this time
+
+
 def test_observation_scales_the_reach_offset_to_order_one():
     from hilserl_ros.observation import OBS_DIM, build_observation
 

@@ -157,7 +157,10 @@ def test_sim_and_real_graphs_differ_as_described(launch_module):
     assert "sim" in sim_names and "scripted_human" in sim_names and "camera" not in sim_names
     assert "camera" in real_names and "joy_intervention" in real_names and "sim" not in real_names
     driver = next(a for a in real if a.kwargs["name"] == "so101_driver")
-    assert {"port": "/dev/ttyACM0", "use_sim": False} == next(p for p in driver.kwargs["parameters"] if isinstance(p, dict))
+    assert {"port": "/dev/ttyACM0", "use_sim": False, "use_sim_time": False} == next(
+        p for p in driver.kwargs["parameters"] if isinstance(p, dict))
+    sim_node = next(a for a in sim if a.kwargs["name"] == "sim")
+    assert next(p for p in sim_node.kwargs["parameters"] if isinstance(p, dict))["lockstep"] is True
 
 
 def test_a_bad_choice_is_refused(launch_module):

@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hilserl_ros import topics
 from hilserl_ros.hardware.bus import JOINT_NAMES
-from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox
+from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox, gripper_target
 from hilserl_ros.msg import EndEffectorCommand
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
@@ -134,12 +134,8 @@ class IKNode(Node):
         self.joint_pub.publish(out)
 
     def _gripper(self, command: float, measured: float) -> float:
-        if command <= -0.5:
-            self.gripper_target = self.params["gripper_closed"]
-        elif command >= 0.5:
-            self.gripper_target = self.params["gripper_open"]
-        elif self.gripper_target is None:
-            self.gripper_target = float(measured)
+        self.gripper_target = gripper_target(command, self.gripper_target, measured, self.params["gripper_open"],
+                                             self.params["gripper_closed"])
         return self.gripper_target
 
     # ------------------------------------------------------------------ markers

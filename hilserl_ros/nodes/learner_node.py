@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 
 from hilserl_ros import topics
@@ -235,11 +236,17 @@ class LearnerNode(Node):
             self._rate_window.append(time.monotonic() - start)
             self.stats = stats
             step = self.agent.update_step
-            if step % self.params["stats_period"] == 0:
-                self._publish_stats(stats)
             now = time.monotonic()
-            if step % self.params["weight_push_updates"] == 0 or now - self._last_push >= self.params["weight_push_period"]:
-                self._publish_weights()
+            try:
+                if step % self.params["stats_period"] == 0:
+                    self._publish_stats(stats)
+                if (step % self.params["weight_push_updates"] == 0
+                        or now - self._last_push >= self.params["weight_push_period"]):
+                    self._publish_weights()
+            except RCLError:
+                if self.context.ok():
+                    raise
+                return  # shutting down (Ctrl-C reached the context first): close() checkpoints
             period = self.params["checkpoint_period"]
             if period > 0 and now - self._last_checkpoint >= period:
                 self.save_checkpoint()

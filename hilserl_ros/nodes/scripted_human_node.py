@@ -23,7 +23,11 @@ PARAMS = [
     ParamSpec("patience", 8, "steps without progress before taking over", min=1, max=1000),
     ParamSpec("progress", 0.005, "distance the policy must gain over `patience` steps", min=0.0, max=0.5,
               unit="m"),
-    ParamSpec("takeover_steps", 12, "steps of steering once engaged", min=1, max=1000),
+    ParamSpec("takeover_steps", 12, "most steps of steering once engaged", min=1, max=1000),
+    ParamSpec("release_distance", 0.03, "hands back once the arm is this close to the goal (0 = after "
+              "takeover_steps only)", min=0.0, max=0.5, unit="m"),
+    ParamSpec("gain", 50.0, "command per metre of error (saturates at 1/gain m)", min=0.1, max=1000.0, unit="1/m"),
+    ParamSpec("success_radius", 0.02, "never intervenes this close to the goal", min=0.0, max=0.5, unit="m"),
     ParamSpec("jitter", 0.1, "hand noise (std, normalised units)", min=0.0, max=1.0),
     ParamSpec("rate", 10.0, "decisions per simulated second (the control rate: patience counts these)",
               min=1.0, max=100.0, unit="Hz"),
@@ -36,7 +40,8 @@ class ScriptedHumanNode(Node):
         super().__init__("scripted_human", **node_options)
         self.params = declare(self, PARAMS)
         self.human = ScriptedHuman(self._config())
-        for name in ("patience", "progress", "takeover_steps", "jitter", "mode"):
+        for name in ("patience", "progress", "takeover_steps", "release_distance", "gain", "success_radius",
+                     "jitter", "mode"):
             self.params.on_change(name, lambda _: setattr(self.human, "config", self._config()))
         self.episode = None
         self.last_decision: float | None = None  # stamp (s) of the last decision
@@ -47,7 +52,9 @@ class ScriptedHumanNode(Node):
     def _config(self) -> HumanConfig:
         p = self.params
         return HumanConfig(patience=p["patience"], progress=p["progress"], takeover_steps=p["takeover_steps"],
-                           jitter=p["jitter"], seed=p["seed"], demonstrate=p["mode"] == "demonstrate")
+                           release_distance=p["release_distance"], gain=p["gain"],
+                           success_radius=p["success_radius"], jitter=p["jitter"], seed=p["seed"],
+                           demonstrate=p["mode"] == "demonstrate")
 
     def _on_task(self, msg: TaskState) -> None:
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec

@@ -21,14 +21,14 @@ same configuration runs in both places.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import gymnasium as gym
 import numpy as np
 import yaml
 
 from hilserl_ros.human import HumanConfig, ScriptedHuman
-from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox
+from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox, gripper_target
 from hilserl_ros.observation import ACTION_DIM, OBS_DIM, build_observation
 from hilserl_ros.sim.world import DEFAULT_BOX, TASKS, SO101World
 
@@ -61,7 +61,7 @@ class EnvConfig:
     @classmethod
     def from_graph(cls, task: str = "reach", share: str | None = None) -> "EnvConfig":
         """The configuration the training graph runs with: config/actor.yaml, ik.yaml,
-        hardware.yaml and scripted_human.yaml."""
+        hardware.yaml and scripted_human.yaml (the seed is the run's: make_env)."""
         actor, ik = node_parameters("actor", share), node_parameters("ee_ik", share)
         driver, human = node_parameters("so101_driver", share), node_parameters("scripted_human", share)
         names = {f.name for f in fields(HumanConfig)}
@@ -128,12 +128,8 @@ class SO101Env(gym.Env):
         wanted = self.kin.position(q) + self.config.action_scale * action[:3]
         target, _ = self.box.clamp(wanted)
         q_cmd = self.kin.solve(target, q).q.copy()
-        if action[3] <= -0.5:
-            self.gripper_target = self.config.gripper_closed
-        elif action[3] >= 0.5:
-            self.gripper_target = self.config.gripper_open
-        elif self.gripper_target is None:
-            self.gripper_target = float(q[ARM_JOINTS])
+        self.gripper_target = gripper_target(action[3], self.gripper_target, q[ARM_JOINTS], self.config.gripper_open,
+                                             self.config.gripper_closed)
         q_cmd[ARM_JOINTS] = self.gripper_target
         q_cmd = np.clip(q_cmd, q - self.config.max_step, q + self.config.max_step)
         return np.clip(q_cmd, self.lower, self.upper)
@@ -189,6 +185,7 @@ def make_env(task: str = "reach", seed: int = 0, operator: bool = True, config: 
     """The env with the graph's configuration (config/), wrapped with the scripted operator."""
     config = config or EnvConfig.from_graph(task, share)
     env = SO101Env(config, seed=seed)
-    return ScriptedIntervention(env, config.human, enabled=operator)
+    # one seed for the run, as the graph's launch argument seed sets every node's
+    return ScriptedIntervention(env, replace(config.human, seed=seed), enabled=operator)
 
 

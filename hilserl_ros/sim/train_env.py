@@ -182,6 +182,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--no-operator", action="store_true", help="pure RL: the scripted operator never helps")
+    parser.add_argument("--result-json", default=None, help="write the outcome here (make bench-learning)")
     opts = parser.parse_args(argv)
 
     def show(record: EpisodeRecord, rate: float) -> None:
@@ -192,7 +193,13 @@ def main(argv=None) -> int:
 
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
                        operator=not opts.no_operator, progress=show)
-    print(json.dumps(result.summary()))
+    summary = result.summary()
+    print(json.dumps(summary))
+    if opts.result_json:
+        record = {"task": opts.task, "observation": "state", "where": "env", **summary, "target": opts.target,
+                  "window": opts.window, "budget_minutes": opts.minutes}
+        with open(opts.result_json, "w") as fh:
+            json.dump(record, fh, indent=1)
     return 0 if result.reached else 1
 
 
