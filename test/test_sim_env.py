@@ -41,3 +41,20 @@ def test_the_operator_takes_over_a_stuck_policy_and_flags_its_steps():
             break
     assert not flags[0] and any(flags)
     env.close()
+
+
+def test_each_env_transition_shows_its_own_action_and_the_next_observations_reward():
+    from hilserl_ros.action_effect import action_effect
+
+    env = make_env("reach", seed=3, operator=False)
+    rng = np.random.default_rng(3)
+    rows = []
+    obs, _ = env.reset(seed=3)
+    for _ in range(300):
+        action = rng.uniform(-1, 1, 4).astype(np.float32)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        rows.append((obs, info["action"], next_obs, reward, terminated))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    effect = action_effect(*(np.array(column) for column in zip(*rows)))
+    assert effect.sound() and effect.own > 0.6, str(effect)
+    assert effect.reward_offset_m < 0.001, str(effect)

@@ -136,3 +136,18 @@ def test_the_alpha_collapse_watchdog_fires(graph):
     warning = probes["stats"].messages[-1].warning
     assert "target_entropy=-3.00" in warning and "-action_dim/2 = -2.0" in warning
     assert sum("alpha collapse" in line for line in lines) == 1  # warned once
+
+
+def test_each_transition_shows_the_effect_of_its_own_action(graph):
+    """Issue 11's bug: the observation lagged the arm by a control period, so each transition
+    paired an action with its predecessor's effect. Through the graph (lockstep) the EE motion
+    between observation and next observation must follow the transition's own action."""
+    from hilserl_ros.action_effect import action_effect
+
+    _, _, probes, _, _ = graph
+    sent = sorted(probes["transitions"].messages, key=lambda t: t.seq)
+    effect = action_effect([t.observation for t in sent], [t.action for t in sent],
+                           [t.next_observation for t in sent], [t.reward for t in sent],
+                           [t.terminated for t in sent])
+    assert effect.sound(), str(effect)
+    assert effect.reward_offset_m < 0.002, str(effect)  # the reward is that of the next observation

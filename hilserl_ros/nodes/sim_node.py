@@ -174,6 +174,10 @@ class SimNode(Node):
     def close(self) -> None:
         self._stop.set()
         self._physics.join(timeout=2)
+        if self.params["lockstep"] and getattr(self, "holds", 0):
+            # many timeouts: nobody commanded at the boundaries (no actor, or it is waiting for something)
+            self.get_logger().info(f"lockstep: {self.holds} period boundaries, {self.hold_timeouts} of them "
+                                   f"waited the whole lockstep_timeout for a command")
         self.bus.stop()
         self.world.close()
 
