@@ -2,8 +2,8 @@
 
     make bench-graph        (python bench/graph.py [--seconds 60] [--no-train])
 
-- observation-to-command latency at 10 Hz: for each EE command, the age of the newest
-  /joint_states sample (stamped by the hardware node) when the command arrives: the joint
+- observation-to-command latency at 10 Hz: for each EE command, the time since the newest
+  /joint_states sample arrived here (its stamp is simulated time in simulation): the joint
   state -> IK pose -> actor -> command path, DDS hops included; p50 and p99;
 - weight broadcast latency: PolicyWeights stamp (learner) to arrival, for the state policy of
   the running graph, and for an image policy (one 128x128 camera) sent the same way;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import array
 import os
-import re
+import json
 import subprocess
 import sys
 import tempfile
@@ -61,7 +61,7 @@ def run_graph(seconds: float, time_scale: float) -> dict:
     command_ages, weight_latency, transitions = [], [], []
 
     def on_joints(msg):
-        latest_joint[0] = stamp_seconds(msg.header.stamp)
+        latest_joint[0] = time.time()  # arrival: in simulation the stamps are simulated time
 
     def on_command(msg):
         if latest_joint[0] is not None:
@@ -144,12 +144,14 @@ def image_weights_latency(repeats: int = 10) -> dict:
 
 def time_to_90(minutes: float = 15.0) -> dict:
     run_dir = tempfile.mkdtemp(prefix="bench-train-")
-    out = subprocess.run([sys.executable, "-m", "hilserl_ros.train", "--minutes", str(minutes), "--run-dir", run_dir],
-                         capture_output=True, text=True).stdout
-    match = re.search(r"\[train\] (reached|did NOT reach) .*?: (\d+) episodes, ([\d.]+) min", out)
-    if not match:
+    result = os.path.join(run_dir, "result.json")
+    subprocess.run([sys.executable, "-m", "hilserl_ros.train", "--minutes", str(minutes), "--run-dir", run_dir,
+                    "--result-json", result], capture_output=True, text=True)
+    if not os.path.exists(result):
         return {"reached": False, "minutes": None}
-    return {"reached": match.group(1) == "reached", "episodes": int(match.group(2)), "minutes": float(match.group(3))}
+    with open(result) as fh:
+        record = json.load(fh)
+    return {"reached": record["reached"], "episodes": record["episodes"], "minutes": round(record["minutes"], 2)}
 
 
 def main() -> int:
