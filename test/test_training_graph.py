@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 
+import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -145,7 +146,11 @@ def test_each_transition_shows_the_effect_of_its_own_action(graph):
     from hilserl_ros.action_effect import action_effect
 
     _, _, probes, _, _ = graph
-    sent = sorted(probes["transitions"].messages, key=lambda t: t.seq)
+    # the actor's own (the bad-input test publishes malformed ones on the same topic)
+    sent = sorted((t for t in probes["transitions"].messages if t.actor_id == "actor"
+                   and len(t.observation) == len(t.next_observation) == 15 and len(t.action) == 4
+                   and np.all(np.isfinite(list(t.observation) + list(t.next_observation) + list(t.action)))),
+                  key=lambda t: t.seq)
     effect = action_effect([t.observation for t in sent], [t.action for t in sent],
                            [t.next_observation for t in sent], [t.reward for t in sent],
                            [t.terminated for t in sent])

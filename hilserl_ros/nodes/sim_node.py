@@ -61,7 +61,7 @@ PARAMS = [
               read_only=True),
     ParamSpec("control_rate", 10.0, "control periods per simulated second (the actor's control_rate)", min=1.0,
               max=100.0, unit="Hz", read_only=True),
-    ParamSpec("lockstep_timeout", 0.25, "longest wait for a command at a period boundary", min=0.01, max=10.0,
+    ParamSpec("lockstep_timeout", 1.0, "longest wait for a command at a period boundary", min=0.01, max=10.0,
               unit="s"),
 ]
 
