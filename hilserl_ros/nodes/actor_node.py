@@ -76,12 +76,12 @@ PARAMS = [
     ParamSpec("resend_batch", 200, "transitions re-sent per tick (5 ticks a second)", min=1, max=10000),
     ParamSpec("lockstep", False, "step on the simulation's period boundaries (the sim's lockstep), not a timer",
               read_only=True),
+    ParamSpec("operator_wait", 0.5, "lockstep: how long (wall) a step waits for the operator's decision on its "
+              "state; an operator that decides less often than control_rate costs this on each step it skips",
+              min=0.0, max=5.0, unit="s"),
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
 ]
-
-
-INTERVENTION_WAIT = 0.05  # s (wall) a lockstep step waits for the operator's decision on its state
 
 
 def _seconds(stamp) -> float:
@@ -184,7 +184,7 @@ class ActorNode(Node):
         if tick == self.last_tick or min(self.joints_stamp, self.ee_stamp) < tick - 1e-6:
             return
         # the scripted operator decides on the same task state; wait briefly for its word
-        if (self.intervention_stamp < tick - 1e-6 and time.monotonic() - self.tick_seen < INTERVENTION_WAIT
+        if (self.intervention_stamp < tick - 1e-6 and time.monotonic() - self.tick_seen < self.params["operator_wait"]
                 and self.count_publishers(topics.INTERVENTION) > 0):
             return
         self.last_tick = tick
