@@ -174,7 +174,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.scripted_human_node",
         description="Simulated operator: takes over when the policy drifts, like a person with a gamepad",
         params_file="scripted_human.yaml",
-        arg_parameters={"seed": "seed"},
+        arg_parameters={"seed": "seed", "task": "task"},
         operator="scripted",
     ),
     NodeSpec(
@@ -334,6 +334,12 @@ def params_file_path(spec: NodeSpec, share: str | None = None) -> str | None:
     if spec.params_file is None:
         return None
     return os.path.join(share or share_dir(), "config", spec.params_file)
+
+
+def task_params_path(task: str, share: str | None = None) -> str | None:
+    """config/tasks/<task>.yaml, the task's parameters on top of every node's own file, if any."""
+    path = os.path.join(share or share_dir(), "config", "tasks", f"{task}.yaml")
+    return path if os.path.isfile(path) else None
 
 
 def death_command(spec: NodeSpec, args: Mapping[str, str]) -> list[str]:

@@ -39,6 +39,7 @@ from hilserl_ros.graph import (
     node_arguments,
     node_parameters,
     params_file_path,
+    task_params_path,
 )
 
 PR_SET_PDEATHSIG = 1
@@ -93,6 +94,9 @@ def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None,
     path = params_file_path(spec, share)
     if path is not None and os.path.isfile(path):
         cmd += ["--params-file", path]
+    task_path = task_params_path(args.get("task", ""), share)
+    if task_path is not None:
+        cmd += ["--params-file", task_path]  # a node takes only its own section of it
     for name, value in node_parameters(spec, args, arguments).items():
         cmd += ["-p", f"{name}:={_param_literal(value)}"]
     for src, dst in spec.remappings:

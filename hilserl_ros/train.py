@@ -1,13 +1,15 @@
 """The main job: train the simulated SO-101 with HIL-SERL and show progress (``make train``).
 
-    python -m hilserl_ros.train [--minutes 15] [--target 0.9] [--window 20] [launch args, e.g. task:=reach]
+    python -m hilserl_ros.train [--minutes 15] [--target 0.9] [--window 20] [--demos 20] [launch args, e.g. task:=reach]
 
 Starts the training graph (hilserl_ros.graph: sim, driver, IK, scripted human, actor, learner)
 through the project launcher, with every node's output in <run>/graph.log and the episode lines
 on the terminal above a progress bar (episodes, success rate over the last ``window`` episodes,
 alpha, intervention rate). Stops when that success rate reaches ``target`` or after
 ``minutes``; asks the learner for a checkpoint, writes <run>/history.csv and <run>/training.png,
-and stops the graph.
+and stops the graph. ``--demos N`` first records N demonstrations by the scripted operator
+through the same graph (hilserl_ros.record_demos, into <run>/demos) and preloads them
+(``demo_bags:=``); the training minutes count from the launch after the recording.
 """
 from __future__ import annotations
 
@@ -185,7 +187,7 @@ def plot(run_dir: str, monitor: Monitor, window: int) -> str:
 
 
 def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: float, overrides: dict,
-                 opts) -> None:
+                 opts, demo_minutes: float = 0.0) -> None:
     """The run as one record of bench/results/learning.json."""
     import json
 
@@ -193,7 +195,8 @@ def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: f
               "seed": int(overrides.get("seed", 0)), "reached": reached, "minutes": round(minutes, 3),
               "episodes": s["episodes"], "env_steps": s["env_steps"], "updates": s["updates"],
               "final_policy_success": s["autonomous"], "final_intervention_rate": s["intervention"],
-              "final_alpha": s["alpha"], "target": opts.target, "window": opts.window, "budget_minutes": opts.minutes}
+              "final_alpha": s["alpha"], "target": opts.target, "window": opts.window, "budget_minutes": opts.minutes,
+              "demos": opts.demos, "demo_minutes": round(demo_minutes, 3)}
     with open(path, "w") as fh:
         json.dump(record, fh, indent=1)
 
@@ -209,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="set /learner target_entropy at start (as `ros2 param set` would)")
     parser.add_argument("--result-json", default=None,
                         help="write the run's outcome here (make bench-learning reads it)")
+    parser.add_argument("--demos", type=int, default=0,
+                        help="record this many scripted demonstrations first and preload them (pick_cube: 20)")
     opts = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -218,6 +223,22 @@ def main(argv: list[str] | None = None) -> int:
                  "spool_dir": os.path.join(run_dir, "spool"),
                  "bag_dir": run_dir}  # with record:=true the run's bag lands next to its plots
     overrides.update(parse_overrides(opts.arguments))
+    demo_minutes = 0.0
+    if opts.demos > 0:
+        from hilserl_ros import record_demos
+
+        began = time.monotonic()
+        given = parse_overrides(opts.arguments)
+        given.pop("demo_bags", None)
+        given["seed"] = str(int(given.get("seed", 0)) + 1000)  # other cube placements than the training's
+        passed = [f"{k}:={v}" for k, v in given.items()]
+        if record_demos.main(["--episodes", str(opts.demos), "--out", run_dir, "--name", "demos", *passed]) != 0:
+            print("[train] recording the demonstrations failed; see the log above", file=sys.stderr)
+            return 2
+        demo_minutes = (time.monotonic() - began) / 60
+        overrides["demo_bags"] = os.path.join(run_dir, "demos")
+        print(f"[train] {opts.demos} demonstrations recorded in {demo_minutes:.1f} min; preloaded from "
+              f"{overrides['demo_bags']}")
     log = TeeLog(os.path.join(run_dir, "graph.log"), lambda line: tqdm.write(line.strip()))
     launcher = Launcher(TRAIN_GRAPH, overrides, out=log)
     print(f"[train] run directory {run_dir}; node output in {run_dir}/graph.log")
@@ -276,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     context.try_shutdown()
     minutes = elapsed / 60
     if opts.result_json:
-        write_result(opts.result_json, monitor, s, reached, minutes, overrides, opts)
+        write_result(opts.result_json, monitor, s, reached, minutes, overrides, opts, demo_minutes)
     print(f"[train] history {history}, learner statistics {run_dir}/learner_stats.csv; all plots: "
           f"make report ARGS={run_dir}")
     if reached:

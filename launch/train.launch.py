@@ -16,6 +16,7 @@ from hilserl_ros.graph import (
     node_arguments,
     node_parameters,
     params_file_path,
+    task_params_path,
 )
 
 
@@ -30,6 +31,9 @@ def _nodes(context, graph=TRAIN_GRAPH):
         path = params_file_path(spec)
         if path is not None:
             parameters.append(path)
+        task_path = task_params_path(args["task"])
+        if task_path is not None:
+            parameters.append(task_path)  # the task's parameters (config/tasks/), after the node's own
         extra = node_parameters(spec, args, graph.arguments)
         if extra:
             parameters.append(extra)

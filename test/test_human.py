@@ -78,3 +78,76 @@ def test_demonstration_mode_drives_every_step_even_while_progressing():
         assert action is not None  # the corrective mode would wait `patience` steps first
         ee = ee + 0.02 * action[:3]
     assert np.linalg.norm(goal - ee) < 0.02
+
+
+# ----------------------------------------------------------------------------- pick_cube
+def test_the_pick_operator_alone_picks_the_cube_in_most_episodes():
+    """The teacher of pick_cube: its own success rate bounds what demonstrations and
+    interventions can show the policy (reported, and held to at least 70%)."""
+    from hilserl_ros.sim.env import make_env
+
+    env = make_env("pick_cube", seed=0, demonstrate=True)
+    successes, steps = 0, []
+    for episode in range(20):
+        env.reset(seed=0 if episode == 0 else None)
+        for step in range(1, 101):
+            _, _, terminated, truncated, info = env.step(np.zeros(4))
+            assert info["intervention"]  # demonstrate: it drives every step
+            if terminated or truncated:
+                break
+        successes += bool(info["success"])
+        steps.append(step)
+    print(f"scripted pick operator: {successes}/20 picked, {np.mean(steps):.0f} steps per episode")
+    assert successes >= 14
+
+
+def test_the_pick_operator_opens_descends_closes_and_lifts_in_that_order():
+    from hilserl_ros.human import ScriptedPicker
+    from hilserl_ros.sim.env import make_env
+
+    env = make_env("pick_cube", seed=3, demonstrate=True)
+    env.reset(seed=3)
+    phases, grips = [], []
+    for _ in range(100):
+        _, _, terminated, truncated, info = env.step(np.zeros(4))
+        phases.append(env.human.phase)
+        grips.append(float(info["action"][3]))
+        if terminated or truncated:
+            break
+    assert info["success"]
+    order = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert order == [ScriptedPicker.HOVER, ScriptedPicker.DESCEND, ScriptedPicker.CLOSE, ScriptedPicker.LIFT]
+    first_close = phases.index(ScriptedPicker.CLOSE)
+    assert all(g == 1.0 for g in grips[:first_close])  # open on the way in
+    assert all(g == -1.0 for g in grips[first_close + 1:])  # closed from the grasp on
+
+
+def test_the_pick_operator_takes_over_a_stalled_policy_and_hands_back():
+    from hilserl_ros.sim.env import make_env
+
+    env = make_env("pick_cube", seed=1)
+    env.reset(seed=1)
+    flags = []
+    for _ in range(60):
+        _, _, terminated, truncated, info = env.step(np.zeros(4))  # the policy never moves
+        flags.append(info["intervention"])
+        if terminated or truncated:
+            break
+    patience, takeover = env.human.config.patience, env.human.config.takeover_steps
+    assert not any(flags[:patience])  # it watches first
+    first = flags.index(True)
+    run = flags[first:].index(False) if False in flags[first:] else len(flags) - first
+    assert run <= takeover  # and lets go after takeover_steps at most
+    assert info["success"] or False in flags[first:]
+
+
+def test_the_pick_operator_reopens_when_the_policy_closed_on_nothing():
+    from hilserl_ros.human import PickConfig, ScriptedPicker
+
+    picker = ScriptedPicker(PickConfig(patience=2, jitter=0.0))
+    cube, ee = np.array([0.2, 0.0, 0.02]), np.array([0.2, 0.05, 0.08])  # 5 cm beside it, gripper shut
+    actions = [picker.step(ee, cube, gripper=0.0) for _ in range(4)]
+    assert actions[0] is None and actions[1] is None and actions[2] is not None
+    assert picker.phase == ScriptedPicker.REOPEN and actions[2][3] == 1.0  # open first
+    action = picker.step(ee, cube, gripper=1.2)  # open now: go above the cube
+    assert picker.phase == ScriptedPicker.HOVER and action[1] < 0 and action[3] == 1.0

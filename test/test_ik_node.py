@@ -87,10 +87,13 @@ def test_targets_outside_the_box_are_clamped_to_it(rig):
 
 def test_gripper_commands_open_close_and_hold(rig):
     _, _, at, command, _ = rig
-    at(HOME)
-    assert command(gripper=1.0).position[5] == pytest.approx(1.2)
-    assert command(gripper=0.0).position[5] == pytest.approx(1.2)  # stay: keeps the last target
-    assert command(gripper=-1.0).position[5] == pytest.approx(0.0)
+    at(HOME)  # gripper closed (0 rad); at most gripper_max_step (0.4 rad) per command
+    assert command(gripper=1.0).position[5] == pytest.approx(0.4)
+    assert command(gripper=0.0).position[5] == pytest.approx(0.8)  # stay: one open command finishes opening
+    assert command(gripper=0.0).position[5] == pytest.approx(1.2)
+    assert command(gripper=0.0).position[5] == pytest.approx(1.2)  # open: stays there
+    assert command(gripper=-1.0).position[5] == pytest.approx(0.8)
+    assert [command(gripper=0.0).position[5] for _ in range(3)] == pytest.approx([0.4, 0.0, 0.0])
 
 
 def test_bad_commands_are_dropped_and_the_node_keeps_working(rig):

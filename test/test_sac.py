@@ -183,6 +183,41 @@ def test_grasp_penalty_lowers_the_value_of_changing_the_gripper():
     assert float(q[GraspCritic.STAY]) > float(q[GraspCritic.CLOSE]) + 0.3
 
 
+def test_grasp_critic_action_mapping_and_double_dqn_target():
+    # continuous gripper command -> discrete action, and back
+    commands = torch.tensor([-1.0, -0.6, -0.4, 0.0, 0.4, 0.6, 1.0])
+    index = GraspCritic.discretise(commands)
+    assert index.tolist() == [GraspCritic.CLOSE] * 2 + [GraspCritic.STAY] * 3 + [GraspCritic.OPEN] * 2
+    assert GraspCritic.to_command(index).tolist() == [-1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    # the target: r + penalty (not for stay) + discount * Q_target(s', argmax_g Q_online(s', g))
+    from hilserl_ros.learning.buffers import Batch
+
+    cfg = SACConfig(obs_dim=3, action_dim=4, grasp_critic=True, discount=0.9, grasp_penalty=-0.25, **SMALL)
+    agent = SACAgent(cfg)
+    with torch.no_grad():  # a target network unlike the online one, so the double-DQN choice shows
+        for p in agent.grasp_target.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    gen = torch.Generator().manual_seed(0)
+    obs, next_obs = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
+    action = torch.zeros(5, 4)
+    action[:, 3] = torch.tensor([-1.0, 0.0, 1.0, 0.0, -1.0])
+    reward, terminated = torch.tensor([0.0, 1.0, 0.5, -0.2, 0.3]), torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    batch = Batch(obs, action, reward, next_obs, terminated, torch.zeros(5, dtype=torch.bool), {}, {})
+    with torch.no_grad():
+        best = agent.grasp(next_obs).argmax(-1)
+        q_next = agent.grasp_target(next_obs)[torch.arange(5), best]
+        penalty = torch.tensor([-0.25, 0.0, -0.25, 0.0, -0.25])
+        target = reward + penalty + 0.9 * (1 - terminated) * q_next
+        q = agent.grasp(obs)[torch.arange(5), torch.tensor([0, 1, 2, 1, 0])]
+        expected = 0.5 * ((q - target) ** 2).mean()
+    loss = agent._grasp_step(batch, obs, next_obs, 1 - terminated)
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    # and the actor's action: the continuous part from the actor, the gripper from the critic's argmax
+    act = agent.act(np.zeros(3, np.float32), deterministic=True)
+    expect_g = GraspCritic.VALUES[int(agent.grasp(torch.zeros(1, 3)).argmax())]
+    assert act.shape == (4,) and act[3] == expect_g and np.all(np.abs(act[:3]) < 1)
+
+
 # ----------------------------------------------------------------------------- weights and checkpoints
 def test_policy_weights_round_trip_as_safetensors_bytes():
     agent = SACAgent(SACConfig(obs_dim=6, action_dim=4, grasp_critic=True, **SMALL))

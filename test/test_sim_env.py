@@ -11,7 +11,7 @@ def test_config_comes_from_the_graph_parameter_files():
     config = EnvConfig.from_graph("reach")
     assert config.action_scale == pytest.approx(0.02)
     assert config.control_rate == pytest.approx(10.0)
-    assert config.human.patience >= 1
+    assert config.human["patience"] >= 1
 
 
 def test_a_saturated_action_moves_the_end_effector_by_about_action_scale():
@@ -58,3 +58,26 @@ def test_each_env_transition_shows_its_own_action_and_the_next_observations_rewa
     effect = action_effect(*(np.array(column) for column in zip(*rows)))
     assert effect.sound() and effect.own > 0.6, str(effect)
     assert effect.reward_offset_m < 0.001, str(effect)
+
+
+def test_a_held_cube_goes_up_as_commanded_without_sagging_back():
+    """The loaded servos settle short of their targets; commands chain on the last target, so
+    a lift command lifts by about action_scale per step instead of drifting down and back."""
+    env = make_env("pick_cube", seed=0, demonstrate=True)
+    env.reset(seed=0)
+    for _ in range(100):
+        _, _, terminated, truncated, info = env.step(np.zeros(4))
+        if env.human.phase == "lift" or terminated or truncated:
+            break
+    assert env.human.phase == "lift"
+    inner = env.unwrapped
+    scale = inner.config.action_scale
+    start = info["ee_position"]
+    for _ in range(4):
+        _, _, terminated, _, info = inner.step(np.array([0.0, 0.0, 1.0, 0.0]))
+        if terminated:
+            break
+    moved = info["ee_position"] - start
+    assert moved[2] > 2.5 * scale, moved  # 4 steps of 2 cm, less the settling
+    assert np.linalg.norm(moved[:2]) < 0.01, moved
+    assert all(inner.world.jaws_touching())  # still held

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
@@ -56,6 +57,34 @@ def test_ee_commands_drive_the_simulated_arm_through_the_servo_bus(world, ros):
     assert task.task == "reach" and task.reward == pytest.approx(-task.distance, abs=1e-5)
 
 
+def test_gripper_commands_open_and_close_the_gripper_servo_through_the_bus(world, ros):
+    """EE command gripper -> /ee_ik (ramped target) -> /joint_commands -> driver -> Goal_Position
+    of servo 6 on the emulated bus -> MuJoCo -> Present_Position -> /joint_states."""
+    sim, driver, ik, peer, probes = world
+    commands = peer.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
+    wait_for(lambda: commands.get_subscription_count() > 0, 10, "the IK node")
+
+    def gripper() -> float:
+        joints = probes["joints"].messages[-1]
+        return joints.position[list(joints.name).index("gripper")]
+
+    def press(command: float, expect: float) -> float:
+        commands.publish(EndEffectorCommand(gripper=command))  # one press: the target ramps on with "stay"
+        deadline = time.monotonic() + 20.0
+        while abs(gripper() - expect) > 0.1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            commands.publish(EndEffectorCommand(gripper=0.0))
+        return gripper()
+
+    assert gripper() == pytest.approx(0.0, abs=0.1)  # HOME: closed
+    assert press(1.0, 1.2) == pytest.approx(1.2, abs=0.1)  # gripper_open
+    for _ in range(5):  # stay: it stays open
+        commands.publish(EndEffectorCommand(gripper=0.0))
+        time.sleep(0.1)
+    assert gripper() == pytest.approx(1.2, abs=0.1)
+    assert press(-1.0, 0.0) == pytest.approx(0.0, abs=0.1)  # gripper_closed
+
+
 def test_reset_service_starts_a_new_episode_with_a_new_goal(world, ros):
     sim, driver, ik, peer, probes = world
     first = probes["task"].wait(1, timeout=10)[-1]
@@ -74,3 +103,38 @@ def test_clock_and_rendered_camera_are_published(world):
     image = probes["image"].wait(1, timeout=30)[-1]
     assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
     assert len(image.data) == 128 * 128 * 3 and np.frombuffer(bytes(image.data), np.uint8).std() > 5
+
+
+def test_a_late_command_does_not_release_the_next_boundary(world, ros):
+    """Lockstep pairs a boundary with the command stamped for it: a command for an earlier
+    boundary (late after a timeout) must not let the next period run, or every action after it
+    would act a period late."""
+    sim, driver, ik, peer, probes = world
+    commands = peer.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
+    wait_for(lambda: commands.get_subscription_count() > 0, 10, "the IK node")
+
+    def stamp_s(msg) -> float:
+        return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+    def next_boundary(after: float, timeout: float = 5.0):
+        return probes["task"].wait(1, timeout=timeout, where=lambda m: stamp_s(m) > after + 1e-6)[-1]
+
+    # nobody commands: each boundary waits lockstep_timeout (1 s); take a fresh one
+    held = next_boundary(stamp_s(probes["task"].wait(1, timeout=10)[-1]))
+    late = EndEffectorCommand()
+    late.header.stamp = Time(sec=0, nanosec=0) if stamp_s(held) < 0.1 else _stamp(stamp_s(held) - 0.1)
+    seen = time.monotonic()
+    commands.publish(late)  # reaches the bus, but answers the boundary before
+    after_late = next_boundary(stamp_s(held))
+    waited = time.monotonic() - seen
+    assert waited > 0.6, waited  # held until the timeout, not released by the late command
+    answer = EndEffectorCommand()
+    answer.header.stamp = after_late.header.stamp
+    seen = time.monotonic()
+    commands.publish(answer)  # the command for this boundary: released at once
+    next_boundary(stamp_s(after_late))
+    assert time.monotonic() - seen < 0.6
+
+
+def _stamp(seconds: float):
+    return Time(sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9)))

@@ -25,16 +25,39 @@ def test_reach_succeeds_within_two_centimetres_only():
     assert near.success and near.distance <= 0.02 and near.reward == pytest.approx(1.0 - near.distance)
 
 
-def test_pick_cube_succeeds_when_lifted_five_centimetres():
+def test_a_lifted_cube_counts_only_when_both_jaws_hold_it():
     world = SO101World("pick_cube", seed=1)
     start = world.block_start.copy()
-    for lift, expect in ((0.03, False), (0.06, True)):
+    for lift in (0.03, 0.06):  # floating up there (pushed, thrown): never a success
         with world.lock:
             adr = world.block_qpos
             world.data.qpos[adr:adr + 3] = start + [0, 0, lift]
             world.data.qvel[:] = 0
             mujoco.mj_forward(world.model, world.data)
-        assert world.task_state().success is expect, lift
+        state = world.task_state()
+        assert not state.success and world.jaws_touching() == (False, False), lift
+        assert state.reward == pytest.approx(-state.distance - 0.1 - 2.0 * 0.05)  # not held: no lift counts
+
+
+def test_pick_cube_succeeds_when_the_jaws_hold_it_five_centimetres_up():
+    from hilserl_ros.sim.env import make_env
+
+    env = make_env("pick_cube", seed=2, demonstrate=True)  # the scripted operator picks it
+    env.reset(seed=2)
+    world, states = env.unwrapped.world, []
+    for _ in range(100):
+        _, reward, terminated, truncated, info = env.step(np.zeros(4))
+        states.append((world.task_state(), world.jaws_touching(), reward))
+        if terminated or truncated:
+            break
+    final, jaws, reward = states[-1]
+    assert final.success and jaws == (True, True)
+    assert final.goal[2] - world.block_start[2] >= 0.05
+    assert reward == pytest.approx(1.0 - final.distance, abs=1e-4)  # lifted and held: no cost left
+    # before: held but not high enough is not a success, every such step costs, less as it rises
+    held = [(s, r) for s, j, r in states[:-1] if j == (True, True)]
+    assert held and not any(s.success for s, _ in held)
+    assert all(r < 0 for _, r in held) and held[-1][1] > held[0][1]
 
 
 def test_reset_draws_goals_inside_the_box_reproducibly():

@@ -104,6 +104,7 @@ class ActorNode(Node):
         self.lockstep = self.params["lockstep"] and self.params["use_sim"]
         self.last_tick: float | None = None  # stamp of the boundary task state last acted on
         self.tick_seen = 0.0  # wall time the newest boundary arrived
+        self.newest_task_stamp = None  # of any episode: what a lockstep command answers
         self.task: TaskState | None = None
         self.intervention: tuple[float, Intervention] | None = None
         self.pending_event: int | None = None
@@ -170,6 +171,8 @@ class ActorNode(Node):
         self._maybe_step()
 
     def _on_task(self, msg: TaskState) -> None:
+        if self.newest_task_stamp is None or _seconds(msg.header.stamp) > _seconds(self.newest_task_stamp):
+            self.newest_task_stamp = msg.header.stamp  # the boundary the simulation holds at
         if msg.episode < self.min_task_episode:
             return  # a state from before the last reset, overtaken by the reset reply
         self.task = msg
@@ -274,7 +277,7 @@ class ActorNode(Node):
             is_human = False
         cmd = EndEffectorCommand(dx=float(action[0]), dy=float(action[1]), dz=float(action[2]),
                                  gripper=float(action[3]) if len(action) > 3 else 0.0, is_intervention=is_human)
-        cmd.header.stamp = self.get_clock().now().to_msg()
+        cmd.header.stamp = self._command_stamp()
         cmd.header.frame_id = topics.BASE_FRAME
         self.cmd_pub.publish(cmd)
         self.prev = (obs, np.asarray(action, np.float32), is_human)
@@ -363,8 +366,17 @@ class ActorNode(Node):
         if self.lockstep:
             self.stop_arm()  # the simulation may be waiting for a command at a boundary
 
+    def _command_stamp(self):
+        """Lockstep: the boundary acted on (the simulation pairs the command with it); else now."""
+        if self.lockstep and self.newest_task_stamp is not None:
+            return self.newest_task_stamp
+        return self.get_clock().now().to_msg()
+
     def stop_arm(self) -> None:
-        self.cmd_pub.publish(EndEffectorCommand())
+        cmd = EndEffectorCommand()
+        cmd.header.stamp = self._command_stamp()
+        cmd.header.frame_id = topics.BASE_FRAME
+        self.cmd_pub.publish(cmd)
 
     def close(self) -> None:
         left = len(self.spool)

@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hilserl_ros import topics
 from hilserl_ros.hardware.bus import JOINT_NAMES
-from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox, gripper_target
+from hilserl_ros.kinematics import ARM_JOINTS, EndEffectorTarget, GripperTarget, SO101Kinematics, WorkspaceBox
 from hilserl_ros.msg import EndEffectorCommand
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
@@ -44,6 +44,15 @@ PARAMS = [
               validator=_three_finite),
     ParamSpec("gripper_open", 1.2, "gripper joint position for 'open'", min=-0.2, max=1.75, unit="rad"),
     ParamSpec("gripper_closed", 0.0, "gripper joint position for 'closed'", min=-0.2, max=1.75, unit="rad"),
+    ParamSpec("gripper_max_step", 0.4, "most the gripper target moves per command: open to closed over a few "
+              "commands, never a slam (0: jumps)", min=0.0, max=2.0, unit="rad"),
+    ParamSpec("reanchor_distance", 0.02, "deltas add to the last commanded EE target (a loaded servo settles "
+              "short of it) unless the arm is this far from it; then to the measured position", min=0.0, max=0.5,
+              unit="m"),
+    ParamSpec("top_down", False, "keep the gripper pointing down with the jaws along base y (grasping)"),
+    ParamSpec("tcp_offset", [0.0, 0.0, 0.0], "controlled point in gripper_frame_link [x, y, z] (the grasp point "
+              "between the jaws for grasping); /ee_pose is this point", unit="m", validator=_three_finite,
+              read_only=True),
     ParamSpec("debug_ik", False, "log every IK solve (targets, clamping, joint solution)"),
     ParamSpec("urdf", "", "URDF file; empty = the package's urdf/so101.urdf", read_only=True),
 ]
@@ -53,12 +62,13 @@ class IKNode(Node):
     def __init__(self, **node_options):
         super().__init__("ee_ik", **node_options)
         self.params = declare(self, PARAMS)
-        self.kin = SO101Kinematics(self.params["urdf"] or None)
+        self.kin = SO101Kinematics(self.params["urdf"] or None, tcp_offset=self.params["tcp_offset"])
         self.box = WorkspaceBox(self.params["box_min"], self.params["box_max"])
         self.params.on_change("box_min", lambda _: self._rebuild_box())
         self.params.on_change("box_max", lambda _: self._rebuild_box())
         self.measured: np.ndarray | None = None
-        self.gripper_target: float | None = None
+        self.gripper = GripperTarget(self.params["gripper_open"], self.params["gripper_closed"])
+        self.ee_target = EndEffectorTarget(self.params["reanchor_distance"])
         self.drops = DropCounter(self.get_logger(), "EE command")
         self.clamped_commands = 0
         self.unsolved_commands = 0
@@ -93,7 +103,8 @@ class IKNode(Node):
         out = PoseStamped()
         out.header.stamp = msg.header.stamp
         out.header.frame_id = topics.BASE_FRAME
-        out.pose.position.x, out.pose.position.y, out.pose.position.z = (float(v) for v in pose.translation)
+        tcp = pose.translation + pose.rotation @ self.kin.tcp_offset
+        out.pose.position.x, out.pose.position.y, out.pose.position.z = (float(v) for v in tcp)
         w, x, y, z = _quaternion(pose.rotation)
         out.pose.orientation.w, out.pose.orientation.x, out.pose.orientation.y, out.pose.orientation.z = w, x, y, z
         self.pose_pub.publish(out)
@@ -111,9 +122,11 @@ class IKNode(Node):
         q = self.measured
         current = self.kin.position(q)
         scale = self.params["action_scale"]
-        wanted = current + scale * delta[:3]
+        self.ee_target.reanchor_distance = self.params["reanchor_distance"]
+        wanted = self.ee_target.base(current) + scale * delta[:3]
         target, clamped = self.box.clamp(wanted)
-        result = self.kin.solve(target, q)
+        result = self.kin.solve(target, q, top_down=self.params["top_down"])
+        self.ee_target.commanded(target if result.converged else self.kin.position(result.q))
         q_cmd = result.q.copy()
         q_cmd[ARM_JOINTS] = self._gripper(delta[3], q[ARM_JOINTS])
         self.commands += 1
@@ -128,15 +141,18 @@ class IKNode(Node):
                 f"target={np.round(target, 4)}{' (clamped to box)' if clamped else ''} "
                 f"err={result.position_error * 1000:.2f} mm it={result.iterations} q={np.round(q_cmd, 3)}")
         out = JointState()
-        out.header.stamp = self.get_clock().now().to_msg()
+        # the command's stamp carries on: in simulation it names the period boundary it answers
+        stamped = msg.header.stamp.sec or msg.header.stamp.nanosec
+        out.header.stamp = msg.header.stamp if stamped else self.get_clock().now().to_msg()
         out.name = list(JOINT_NAMES)
         out.position = [float(v) for v in q_cmd]
         self.joint_pub.publish(out)
 
     def _gripper(self, command: float, measured: float) -> float:
-        self.gripper_target = gripper_target(command, self.gripper_target, measured, self.params["gripper_open"],
-                                             self.params["gripper_closed"])
-        return self.gripper_target
+        g, step = self.gripper, self.params["gripper_max_step"]
+        g.open_position, g.closed_position = self.params["gripper_open"], self.params["gripper_closed"]
+        g.max_step = step if step > 0 else float("inf")
+        return g.update(command, measured)
 
     # ------------------------------------------------------------------ markers
     def _publish_box(self) -> None:

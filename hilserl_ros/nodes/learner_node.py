@@ -85,7 +85,10 @@ PARAMS = [
     ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
     ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
     ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
-    ParamSpec("grasp_critic", False, "discrete grasp critic for the gripper", read_only=True),
+    ParamSpec("grasp_critic", False, "discrete grasp critic decides the gripper (close/stay/open); the actor "
+              "outputs x, y, z only", read_only=True),
+    ParamSpec("grasp_penalty", -0.02, "reward the grasp critic gets for each close or open command", min=-1.0,
+              max=0.0),
     ParamSpec("rl_capacity", 200_000, "RL buffer capacity (transitions, FIFO)", min=100, max=10_000_000,
               read_only=True),
     ParamSpec("demo_capacity", 100_000, "demonstration buffer capacity", min=100, max=10_000_000, read_only=True),
@@ -118,7 +121,7 @@ class LearnerNode(Node):
             num_critics=p["num_critics"], grasp_critic=p["grasp_critic"], discount=p["discount"], tau=p["tau"],
             actor_lr=p["actor_lr"], critic_lr=p["critic_lr"], temperature_lr=p["temperature_lr"],
             temperature_init=p["temperature"], target_entropy=p["target_entropy"], utd_ratio=p["utd_ratio"],
-            batch_size=p["batch_size"], seed=p["seed"])
+            batch_size=p["batch_size"], grasp_penalty=p["grasp_penalty"], seed=p["seed"])
         self.agent = SACAgent(self.config)
         self.rl = ReplayBuffer(p["rl_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"])
         self.demo = ReplayBuffer(p["demo_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"] + 1)
@@ -169,6 +172,7 @@ class LearnerNode(Node):
         self.params.on_change("tau", a.set_tau)
         self.params.on_change("utd_ratio", a.set_utd_ratio)
         self.params.on_change("batch_size", a.set_batch_size)
+        self.params.on_change("grasp_penalty", lambda v: setattr(a.config, "grasp_penalty", float(v)))
 
     # ------------------------------------------------------------------ inputs
     def _on_transition(self, msg: Transition) -> None:

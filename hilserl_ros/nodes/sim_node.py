@@ -23,6 +23,13 @@ effect). With lockstep, simulated time stops at every control period boundary
 driver wrote the next command to the bus (or after ``lockstep_timeout`` of wall time, when
 nobody commands). Each action then gets exactly one period of physics, whatever the CPU load
 and time_scale, as in the ROS-free env (hilserl_ros.sim.env); time_scale is an upper bound.
+
+A write releases a boundary only once a /joint_commands message stamped at or after it was
+seen (the actor stamps its command with the boundary it acts on; the IK node passes the stamp
+on). Without that pairing, one late command (a boundary that timed out on a loaded machine)
+would release the next boundary, the command for that one the one after, and every action
+would from then on act a period late: a loop that is stable only while no wait ever times out.
+Unstamped commands (tests, tools) pair with anything.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from builtin_interfaces.msg import Time
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
@@ -90,6 +98,8 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.SENSOR)
         self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
         self.create_service(Trigger, topics.SIM_RESET, self._on_reset)
+        self.command_stamp = -1.0  # newest /joint_commands stamp (s): which boundary was answered
+        self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
         self._stop = threading.Event()
         self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
         self._physics.start()
@@ -142,11 +152,16 @@ class SimNode(Node):
         counts = self.bus.stats.instructions
         return sum(counts[i] for i in WRITE_INSTRUCTIONS)
 
+    def _on_command(self, msg: JointState) -> None:
+        self.command_stamp = max(self.command_stamp, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+
     def _hold(self) -> None:
-        """Simulated time stands still until the driver writes a command (or the timeout)."""
+        """Simulated time stands still until the driver writes the command for this boundary
+        (or the timeout)."""
         start, deadline = self._writes(), time.monotonic() + self.params["lockstep_timeout"]
+        boundary = self.world.time - self.world.model.opt.timestep / 2
         self.holds += 1
-        while self._writes() == start and not self._stop.is_set():
+        while (self._writes() == start or self.command_stamp < boundary) and not self._stop.is_set():
             if time.monotonic() >= deadline:
                 self.hold_timeouts += 1
                 return

@@ -4,8 +4,9 @@ Built from the pieces the training graph runs, so that a learning problem shows 
 graph problem shows only there:
 
 - physics, tasks, reward and success: :class:`hilserl_ros.sim.world.SO101World` (as /sim);
-- action -> joints: FK of the measured joints + ``action_scale`` x delta, clamped to the
-  workspace box, Pinocchio IK, gripper open/close/stay (as /ee_ik), then each joint target
+- action -> joints: the last EE target (re-anchored to the FK of the measured joints when
+  they part) + ``action_scale`` x delta, clamped to the workspace box, Pinocchio IK (top-down
+  for grasping), gripper open/close/stay ramped (as /ee_ik), then each joint target
   limited to ``max_step`` from the measured position and to the joint range (as the driver);
 - observation: :func:`hilserl_ros.observation.build_observation` of the measured joints, the
   FK end-effector position and the task's goal (as /actor);
@@ -21,28 +22,34 @@ same configuration runs in both places.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import yaml
 
-from hilserl_ros.human import HumanConfig, ScriptedHuman
-from hilserl_ros.kinematics import ARM_JOINTS, SO101Kinematics, WorkspaceBox, gripper_target
+from hilserl_ros.human import make_operator
+from hilserl_ros.kinematics import ARM_JOINTS, EndEffectorTarget, GripperTarget, SO101Kinematics, WorkspaceBox
 from hilserl_ros.observation import ACTION_DIM, OBS_DIM, build_observation
 from hilserl_ros.sim.world import DEFAULT_BOX, TASKS, SO101World
 
 
-def node_parameters(node: str, share: str | None = None) -> dict:
-    """The ``ros__parameters`` of ``node`` in its file in config/ (what the launch passes it)."""
-    from hilserl_ros.graph import NODES, params_file_path
+def node_parameters(node: str, share: str | None = None, task: str | None = None) -> dict:
+    """The ``ros__parameters`` of ``node`` in its file in config/, then those of the task's
+    overlay (config/tasks/<task>.yaml): what the launch passes it."""
+    from hilserl_ros.graph import NODES, params_file_path, task_params_path
 
     spec = next((s for s in NODES if s.name == node), None)
     if spec is None or spec.params_file is None:
         raise KeyError(f"no parameter file for node {node!r}")
-    with open(params_file_path(spec, share)) as fh:
-        data = yaml.safe_load(fh) or {}
-    return dict(data.get(node, {}).get("ros__parameters", {}))
+    params: dict = {}
+    for path in (params_file_path(spec, share), task_params_path(task, share) if task else None):
+        if path is None:
+            continue
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        params.update(data.get(node, {}).get("ros__parameters", {}) or {})
+    return params
 
 
 @dataclass
@@ -55,23 +62,28 @@ class EnvConfig:
     box_max: tuple = DEFAULT_BOX[1]
     gripper_open: float = 1.2  # rad (ee_ik)
     gripper_closed: float = 0.0
+    gripper_max_step: float = 0.4  # rad per command (ee_ik)
+    reanchor_distance: float = 0.02  # m (ee_ik)
+    top_down: bool = False  # (ee_ik)
+    tcp_offset: tuple = (0.0, 0.0, 0.0)  # m (ee_ik)
     max_step: float = 0.25  # rad per command (so101_driver)
-    human: HumanConfig = field(default_factory=HumanConfig)
+    human: dict = field(default_factory=dict)  # scripted_human parameters (hilserl_ros.human.make_operator)
 
     @classmethod
     def from_graph(cls, task: str = "reach", share: str | None = None) -> "EnvConfig":
         """The configuration the training graph runs with: config/actor.yaml, ik.yaml,
         hardware.yaml and scripted_human.yaml (the seed is the run's: make_env)."""
-        actor, ik = node_parameters("actor", share), node_parameters("ee_ik", share)
-        driver, human = node_parameters("so101_driver", share), node_parameters("scripted_human", share)
-        names = {f.name for f in fields(HumanConfig)}
-        human_config = HumanConfig(**{k: v for k, v in human.items() if k in names})
+        actor, ik = node_parameters("actor", share, task), node_parameters("ee_ik", share, task)
+        driver, human = node_parameters("so101_driver", share, task), node_parameters("scripted_human", share, task)
         return cls(task=task, control_rate=float(actor.get("control_rate", 10.0)),
                    max_episode_steps=int(actor.get("max_episode_steps", 100)),
                    action_scale=float(ik.get("action_scale", 0.02)),
                    box_min=tuple(ik.get("box_min", DEFAULT_BOX[0])), box_max=tuple(ik.get("box_max", DEFAULT_BOX[1])),
                    gripper_open=float(ik.get("gripper_open", 1.2)), gripper_closed=float(ik.get("gripper_closed", 0.0)),
-                   max_step=float(driver.get("max_step", 0.25)), human=human_config)
+                   gripper_max_step=float(ik.get("gripper_max_step", 0.4)), top_down=bool(ik.get("top_down", False)),
+                   reanchor_distance=float(ik.get("reanchor_distance", 0.02)),
+                   tcp_offset=tuple(ik.get("tcp_offset", (0.0, 0.0, 0.0))),
+                   max_step=float(driver.get("max_step", 0.25)), human=human)
 
 
 class SO101Env(gym.Env):
@@ -84,7 +96,7 @@ class SO101Env(gym.Env):
         self.render_mode = render_mode
         box = (tuple(self.config.box_min), tuple(self.config.box_max))
         self.world = SO101World(self.config.task, seed=seed, box=box)
-        self.kin = SO101Kinematics()
+        self.kin = SO101Kinematics(tcp_offset=self.config.tcp_offset)
         self.box = WorkspaceBox(*box)
         self.lower, self.upper = self.kin.lower, self.kin.upper
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -92,7 +104,10 @@ class SO101Env(gym.Env):
         self.period = 1.0 / self.config.control_rate
         self._seed = seed
         self.steps = 0
-        self.gripper_target: float | None = None
+        step = self.config.gripper_max_step
+        self.gripper = GripperTarget(self.config.gripper_open, self.config.gripper_closed,
+                                     step if step > 0 else float("inf"))
+        self.ee_target = EndEffectorTarget(self.config.reanchor_distance)
         self.state = None
 
     # ------------------------------------------------------------------ gymnasium
@@ -100,7 +115,8 @@ class SO101Env(gym.Env):
         super().reset(seed=seed)
         self.state = self.world.reset(seed=seed)
         self.steps = 0
-        self.gripper_target = None
+        self.gripper.reset()
+        self.ee_target.reset()
         return self._observation(), self._info()
 
     def step(self, action):
@@ -125,12 +141,12 @@ class SO101Env(gym.Env):
     # ------------------------------------------------------------------ the graph's pieces
     def _joint_targets(self, q: np.ndarray, action: np.ndarray) -> np.ndarray:
         """/ee_ik then the driver's command limits."""
-        wanted = self.kin.position(q) + self.config.action_scale * action[:3]
+        wanted = self.ee_target.base(self.kin.position(q)) + self.config.action_scale * action[:3]
         target, _ = self.box.clamp(wanted)
-        q_cmd = self.kin.solve(target, q).q.copy()
-        self.gripper_target = gripper_target(action[3], self.gripper_target, q[ARM_JOINTS], self.config.gripper_open,
-                                             self.config.gripper_closed)
-        q_cmd[ARM_JOINTS] = self.gripper_target
+        result = self.kin.solve(target, q, top_down=self.config.top_down)
+        self.ee_target.commanded(target if result.converged else self.kin.position(result.q))
+        q_cmd = result.q.copy()
+        q_cmd[ARM_JOINTS] = self.gripper.update(action[3], q[ARM_JOINTS])
         q_cmd = np.clip(q_cmd, q - self.config.max_step, q + self.config.max_step)
         return np.clip(q_cmd, self.lower, self.upper)
 
@@ -141,7 +157,7 @@ class SO101Env(gym.Env):
     def _info(self) -> dict:
         s = self.state
         return {"success": bool(s.success), "distance": float(s.distance), "goal": s.goal.copy(),
-                "ee_position": s.ee_position.copy()}
+                "ee_position": s.ee_position.copy(), "gripper": float(self.world.joint_state()[0][ARM_JOINTS])}
 
 
 class ScriptedIntervention(gym.Wrapper):
@@ -150,9 +166,9 @@ class ScriptedIntervention(gym.Wrapper):
     of the policy's. ``info["intervention"]`` flags those steps; ``info["action"]`` is what
     was executed (what a Transition carries)."""
 
-    def __init__(self, env: SO101Env, config: HumanConfig | None = None, enabled: bool = True):
+    def __init__(self, env: SO101Env, seed: int = 0, enabled: bool = True, demonstrate: bool = False):
         super().__init__(env)
-        self.human = ScriptedHuman(config or env.config.human)
+        self.human = make_operator(env.config.task, env.config.human, seed=seed, demonstrate=demonstrate)
         self.enabled = enabled
         self._pending: np.ndarray | None = None
 
@@ -177,15 +193,16 @@ class ScriptedIntervention(gym.Wrapper):
         return self._pending is not None
 
     def _decide(self, info: dict) -> None:
-        self._pending = self.human.step(info["ee_position"], info["goal"]) if self.enabled else None
+        self._pending = self.human.step(info["ee_position"], info["goal"], info["gripper"]) if self.enabled else None
 
 
 def make_env(task: str = "reach", seed: int = 0, operator: bool = True, config: EnvConfig | None = None,
-             share: str | None = None):
-    """The env with the graph's configuration (config/), wrapped with the scripted operator."""
+             share: str | None = None, demonstrate: bool = False):
+    """The env with the graph's configuration (config/ and config/tasks/), wrapped with the
+    scripted operator (``demonstrate``: it drives every step, as make record-demos)."""
     config = config or EnvConfig.from_graph(task, share)
     env = SO101Env(config, seed=seed)
     # one seed for the run, as the graph's launch argument seed sets every node's
-    return ScriptedIntervention(env, replace(config.human, seed=seed), enabled=operator)
+    return ScriptedIntervention(env, seed=seed, enabled=operator, demonstrate=demonstrate)
 
 

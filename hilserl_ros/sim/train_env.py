@@ -32,7 +32,8 @@ from hilserl_ros.sim.env import EnvConfig, make_env, node_parameters
 _SAC_FIELDS = {"target_entropy": "target_entropy", "temperature": "temperature_init", "actor_lr": "actor_lr",
                "critic_lr": "critic_lr", "temperature_lr": "temperature_lr", "discount": "discount", "tau": "tau",
                "utd_ratio": "utd_ratio", "batch_size": "batch_size", "hidden_dims": "hidden_dims",
-               "num_critics": "num_critics", "grasp_critic": "grasp_critic", "obs_dim": "obs_dim",
+               "num_critics": "num_critics", "grasp_critic": "grasp_critic", "grasp_penalty": "grasp_penalty",
+               "obs_dim": "obs_dim",
                "action_dim": "action_dim"}
 
 
@@ -47,8 +48,8 @@ class LearnerSettings:
     demo_capacity: int = 100_000
 
     @classmethod
-    def from_graph(cls, share: str | None = None, **overrides) -> "LearnerSettings":
-        p = node_parameters("learner", share)
+    def from_graph(cls, share: str | None = None, task: str | None = None, **overrides) -> "LearnerSettings":
+        p = node_parameters("learner", share, task)
         p.update(overrides)
         sac = {field_name: p[name] for name, field_name in _SAC_FIELDS.items() if name in p}
         return cls(sac=sac, training_starts=int(p.get("training_starts", 300)),
@@ -89,6 +90,8 @@ class EnvRunResult:
     final_policy_success: float  # over the last `window` episodes
     final_intervention_rate: float
     final_alpha: float
+    demo_episodes: int = 0  # scripted demonstrations preloaded
+    demo_successes: int = 0  # of them, how many picked / reached (the teacher's own success)
     episodes_log: list = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -108,12 +111,14 @@ def rolling(records: list[EpisodeRecord], window: int) -> tuple[float, float]:
 def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, max_minutes: float = 10.0,
               target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
-              update_hook=None) -> EnvRunResult:
+              update_hook=None, demo_episodes: int = 0) -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
-    sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose)."""
+    sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose);
+    ``demo_episodes`` scripted demonstrations (the operator driving every step, as
+    ``make record-demos``) are preloaded into the demonstration buffer first."""
     torch.set_num_threads(threads)
-    learner = learner or LearnerSettings.from_graph()
+    learner = learner or LearnerSettings.from_graph(task=task)
     env = make_env(task, seed=seed, operator=operator, config=env_config)
     sac = dict(learner.sac, seed=seed)
     config = SACConfig(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0],
@@ -125,6 +130,8 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     update = update_hook or (lambda a, sample: a.update(sample))
     def sample(n):
         return sample_mixed(rl, demo, n)
+
+    demo_stats = record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config) if demo_episodes else None
 
     records: list[EpisodeRecord] = []
     start = time.monotonic()
@@ -170,7 +177,25 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     elapsed = reached_at if reached_at is not None else time.monotonic() - start
     return EnvRunResult(task, seed, reached_at is not None, elapsed / 60.0, len(records),
                         records[-1].env_steps if records else 0, agent.update_step, rate, intervention,
-                        agent.alpha, [asdict(r) for r in records])
+                        agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0, [asdict(r) for r in records])
+
+
+def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
+                          env_config: EnvConfig | None = None) -> tuple[int, int]:
+    """``episodes`` episodes driven by the scripted operator into ``buffer``; (successes, steps)."""
+    env = make_env(task, seed=seed, config=env_config, demonstrate=True)
+    successes = steps = 0
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed if episode == 0 else None)
+        while True:
+            next_obs, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, np.float32))
+            buffer.add(obs, info["action"], reward, next_obs, terminated, True)
+            obs, steps = next_obs, steps + 1
+            if terminated or truncated:
+                successes += bool(info["success"])
+                break
+    env.close()
+    return successes, steps
 
 
 def main(argv=None) -> int:
@@ -182,6 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--no-operator", action="store_true", help="pure RL: the scripted operator never helps")
+    parser.add_argument("--demos", type=int, default=0, help="scripted demonstration episodes preloaded (demo buffer)")
     parser.add_argument("--result-json", default=None, help="write the outcome here (make bench-learning)")
     opts = parser.parse_args(argv)
 
@@ -192,11 +218,12 @@ def main(argv=None) -> int:
               flush=True)
 
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
-                       operator=not opts.no_operator, progress=show)
+                       operator=not opts.no_operator, progress=show, demo_episodes=opts.demos)
     summary = result.summary()
     print(json.dumps(summary))
     if opts.result_json:
         record = {"task": opts.task, "observation": "state", "where": "env", **summary, "target": opts.target,
+                  "demos": opts.demos,
                   "window": opts.window, "budget_minutes": opts.minutes}
         with open(opts.result_json, "w") as fh:
             json.dump(record, fh, indent=1)

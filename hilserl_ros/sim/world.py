@@ -4,9 +4,16 @@ the two training tasks (no ROS).
 - ``reach``: a target drawn uniformly in the workspace box; success when the gripper frame is
   within ``success_radius`` (2 cm) of it. Reward: minus the distance in metres each step,
   +1 on success (which ends the episode).
-- ``pick_cube``: the 4 cm cube placed on the table in front of the arm; success when it is
-  lifted ``lift_height`` (5 cm) above where it started. Reward: minus the gripper-to-cube
-  distance, +1 on success.
+- ``pick_cube``: the 4 cm cube placed on the table in front of the arm (``CUBE_REGION``, where
+  the arm can reach it and lift it pointing straight down); success when it is lifted
+  ``lift_height`` (5 cm) above where it started *and held*: touching both jaws' pads. A cube
+  pushed up against something, balanced on one jaw or thrown does not count. Reward: +1 on
+  success, and before it costs that fall as the pick goes: the grasp-point-to-cube distance,
+  0.1 while the jaws do not both touch it, 2 per metre of lift still missing (lift counts only
+  while held). Every step short of success costs, so finishing pays: a bonus for holding would
+  pay a policy to hold the cube just short of the lift for the rest of the episode (it did).
+  The fingertip pads of the model collide (the jaw meshes alone are convex hulls that touch a
+  block at one point each).
 
 Joints are driven by the model's position actuators (the STS3215's own position loop), so a
 joint target here is what a Goal_Position write is on the real servo.
@@ -28,6 +35,12 @@ TASKS = ("reach", "pick_cube")
 # Reachable, collision-free box in front of the arm (base_link frame, metres).
 DEFAULT_BOX = ((0.15, -0.15, 0.05), (0.32, 0.15, 0.22))
 HOME = np.array([0.0, -1.2, 1.2, 0.75, 0.0, 0.0])  # arm folded above the table, gripper closed
+# Where the cube's centre is placed (x, y; metres, base frame): inside the region where the
+# top-down IK reaches both the table and 5 cm above it (hilserl_ros.kinematics)
+CUBE_REGION = ((0.17, -0.05), (0.24, 0.05))
+CUBE_HALF = 0.02  # m
+GRASP_COST, LIFT_GAIN = 0.1, 2.0  # pick_cube reward shaping (see the module docstring)
+JAW_PADS = ("fixed_jaw_pad", "moving_jaw_pad")
 
 
 def scene_path() -> str:
@@ -61,7 +74,21 @@ class SO101World:
         target = spec.worldbody.add_body(name="target", mocap=True, pos=[0.25, 0.0, 0.1])
         target.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[success_radius, 0, 0], rgba=[0.1, 0.9, 0.2, 0.5],
                         contype=0, conaffinity=0, group=0)
+        # the grasp point between the pads (hilserl_ros.kinematics.GRASP_TCP_OFFSET, here in the
+        # MuJoCo site frame, whose x is the URDF frame's z and z its -x)
+        gripper_site = spec.site("gripperframe")
+        from hilserl_ros.kinematics import GRASP_TCP_OFFSET
+        tcp = np.asarray(GRASP_TCP_OFFSET, float)
+        offset_site = np.array([tcp[2], tcp[1], -tcp[0]])
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, np.asarray(gripper_site.quat, float))
+        gripper_site.parent.add_site(name="grasp_point", pos=np.asarray(gripper_site.pos) + rot.reshape(3, 3) @ offset_site,
+                                     size=[0.004, 0, 0], rgba=[1, 0.2, 0.2, 0.6], group=4)
         self.model = spec.compile()
+        pads = [self.model.geom(n).id for n in JAW_PADS]
+        self.model.geom_contype[pads] = 1  # compiled inert (bit 2); on for grasping
+        self.model.geom_conaffinity[pads] = 1
+        self.pad_geoms = tuple(pads)
         self.model.vis.quality.offsamples = 0  # no multisampling: software rendering is slow enough
         self.data = mujoco.MjData(self.model)
         self.lock = threading.RLock()
@@ -74,8 +101,10 @@ class SO101World:
         self._kp = self.model.actuator_gainprm[:, 0].copy()
         self._kv = self.model.actuator_biasprm[:, 2].copy()
         self.ee_site = self.model.site("gripperframe").id
+        self.grasp_site = self.model.site("grasp_point").id
         self.target_mocap = self.model.body("target").mocapid[0]
         self.block_body = self.model.body("block").id
+        self.block_geom = self.model.geom("block").id
         self.block_qpos = self.model.joint("block").qposadr[0]
         self.goal = np.zeros(3)
         self.block_start = np.zeros(3)
@@ -98,7 +127,8 @@ class SO101World:
                 self.goal = self.rng.uniform(lo, hi)
                 cube = np.array([0.0, 0.35, 0.02])  # parked out of the way
             else:
-                cube = np.array([self.rng.uniform(lo[0] + 0.05, hi[0]), self.rng.uniform(lo[1], hi[1]) * 0.5, 0.02])
+                (x0, y0), (x1, y1) = CUBE_REGION
+                cube = np.array([self.rng.uniform(x0, x1), self.rng.uniform(y0, y1), CUBE_HALF])
                 self.goal = cube.copy()
             self.data.qpos[self.block_qpos:self.block_qpos + 3] = cube
             self.data.qpos[self.block_qpos + 3:self.block_qpos + 7] = [1, 0, 0, 0]
@@ -140,6 +170,22 @@ class SO101World:
         with self.lock:
             return self.data.site_xpos[self.ee_site].copy()
 
+    def grasp_point(self) -> np.ndarray:
+        with self.lock:
+            return self.data.site_xpos[self.grasp_site].copy()
+
+    def jaws_touching(self) -> tuple[bool, bool]:
+        """Whether the cube touches the fixed and the moving jaw's pad now."""
+        fixed = moving = False
+        with self.lock:
+            for c in self.data.contact[:self.data.ncon]:
+                pair = (c.geom1, c.geom2)
+                if self.block_geom in pair:
+                    other = pair[1] if pair[0] == self.block_geom else pair[0]
+                    fixed |= other == self.pad_geoms[0]
+                    moving |= other == self.pad_geoms[1]
+        return fixed, moving
+
     def hold_still(self) -> None:
         """Targets = current positions (torque on without a jump)."""
         with self.lock:
@@ -152,12 +198,17 @@ class SO101World:
             if self.task == "reach":
                 distance = float(np.linalg.norm(ee - self.goal))
                 success = distance <= self.success_radius
+                reward = (1.0 if success else 0.0) - distance
             else:
+                ee = self.data.site_xpos[self.grasp_site].copy()
                 block = self.data.xpos[self.block_body].copy()
                 self.goal = block
                 distance = float(np.linalg.norm(ee - block))
-                success = block[2] - self.block_start[2] >= self.lift_height
-            reward = (1.0 if success else 0.0) - distance
+                held = all(self.jaws_touching())
+                lift = float(np.clip(block[2] - self.block_start[2], 0.0, self.lift_height))
+                success = held and block[2] - self.block_start[2] >= self.lift_height
+                missing = self.lift_height - (lift if held else 0.0)
+                reward = (1.0 if success else 0.0) - distance - (0.0 if held else GRASP_COST) - LIFT_GAIN * missing
             return TaskState(self.task, self.goal.copy(), ee, distance, reward, bool(success), float(self.data.time))
 
     # ------------------------------------------------------------------ camera
