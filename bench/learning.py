@@ -1,14 +1,21 @@
-"""Does reach learn, every time? Trains ``reach`` from state with 3 fixed seeds, once in the
-ROS-free env (hilserl_ros.sim.train_env) and once through the full graph (``make train``'s
-path: hilserl_ros.train, the same parameter files), one run at a time, each in its own process,
-and writes bench/results/learning.json with every run as it came out (no best-of).
+"""Does it learn, every time? Trains from state with 3 fixed seeds, in the ROS-free env
+(hilserl_ros.sim.train_env) and through the full graph (``make train``'s path:
+hilserl_ros.train, the same parameter files), one run at a time, each in its own process, and
+writes bench/results/learning.json with every run as it came out (no best-of).
 
-    make bench-learning [ARGS="--seeds 0 1 2 --env-minutes 3 --graph-minutes 15"]
+    make bench-learning [ARGS="--tasks reach pick_cube --seeds 0 1 2"]
 
-``reached``: the policy alone (no intervention) succeeded in 90% of the last 20 episodes;
-``minutes``: wall clock from the start of the run to that point (graph: from the launch, node
-start-up included). Targets (issue 11): every graph run within 15 min, median under 5; every
-env run within 3 min.
+- ``reach`` (issue 11): target 90% policy success over 20 episodes; every env run within 3 min,
+  every graph run within 15 min, median under 5.
+- ``pick_cube`` (issue 12): target 80%; the env with and without 20 scripted demonstrations
+  (what the demonstrations buy), the graph with 20 demonstrations recorded through it first
+  (``make train ARGS="--demos 20 task:=pick_cube"``; the minutes count from the training
+  launch, the recording's own minutes are in ``demo_minutes``), every graph run within 30 min.
+  ``--pick-graph-without-demos`` adds graph runs without them.
+
+``reached``: the policy alone (no intervention) succeeded in ``target`` of the last 20
+episodes; ``minutes``: wall clock from the start of the run to that point (graph: from the
+launch, node start-up included).
 """
 from __future__ import annotations
 
@@ -37,53 +44,92 @@ def run(command: list[str], log_path: str, result_path: str) -> dict:
     return record
 
 
-def describe(runs: list[dict], where: str) -> str:
-    mine = [r for r in runs if r["where"] == where]
+TARGETS = {"reach": 0.9, "pick_cube": 0.8}
+BUDGETS = {("reach", "env"): 3.0, ("reach", "graph"): 15.0, ("pick_cube", "env"): 6.0, ("pick_cube", "graph"): 30.0}
+
+
+def describe(runs: list[dict], task: str, where: str, demos: int) -> str | None:
+    mine = [r for r in runs if r["task"] == task and r["where"] == where and r.get("demos", 0) == demos]
+    if not mine:
+        return None
     minutes = [r["minutes"] for r in mine]
     reached = sum(r["reached"] for r in mine)
-    return (f"{where}: {reached}/{len(mine)} seeds reached 90% policy success, minutes "
+    label = f"{task} {where}" + (f" with {demos} demos" if demos else (" without demos" if task == "pick_cube" else ""))
+    return (f"{label}: {reached}/{len(mine)} seeds reached {TARGETS[task]:.0%} policy success, minutes "
             f"{', '.join(f'{m:.1f}' for m in minutes)} (median {statistics.median(minutes):.1f}), env steps "
             f"{', '.join(str(r['env_steps']) for r in mine)}")
 
 
+def plan_runs(opts) -> list[tuple[str, str, int, int]]:
+    """(task, where, demos, seed), one run each."""
+    plan = []
+    for task in opts.tasks:
+        variants = [("env", 0), ("graph", 0)] if task == "reach" else [("env", opts.pick_demos), ("env", 0),
+                                                                        ("graph", opts.pick_demos)]
+        if task == "pick_cube" and opts.pick_graph_without_demos:
+            variants.append(("graph", 0))
+        for where, demos in variants:
+            if opts.only in (None, where):
+                plan += [(task, where, demos, seed) for seed in opts.seeds]
+    return plan
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", choices=tuple(TARGETS), default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--env-minutes", type=float, default=3.0)
-    parser.add_argument("--graph-minutes", type=float, default=15.0)
+    parser.add_argument("--env-minutes", type=float, default=None, help="budget of each env run (default per task)")
+    parser.add_argument("--graph-minutes", type=float, default=None, help="budget of each graph run (default per task)")
+    parser.add_argument("--pick-demos", type=int, default=20)
+    parser.add_argument("--pick-graph-without-demos", action="store_true")
     parser.add_argument("--only", choices=("env", "graph"), default=None, help="run one side only")
     opts = parser.parse_args(argv)
     from tqdm import tqdm
 
     workdir = tempfile.mkdtemp(prefix="bench-learning-")
     print(f"[bench-learning] logs and run directories in {workdir}")
-    plan = [(where, seed) for where in ("env", "graph") if opts.only in (None, where) for seed in opts.seeds]
     runs = []
-    for where, seed in tqdm(plan, desc="runs", unit="run"):
-        out = os.path.join(workdir, f"{where}-{seed}")
+    for task, where, demos, seed in tqdm(plan_runs(opts), desc="runs", unit="run"):
+        budget = (opts.env_minutes if where == "env" else opts.graph_minutes) or BUDGETS[(task, where)]
+        target = TARGETS[task]
+        out = os.path.join(workdir, f"{task}-{where}-d{demos}-{seed}")
         result = out + ".json"
         if where == "env":
-            command = [sys.executable, "-m", "hilserl_ros.sim.train_env", "--task", "reach", "--seed", str(seed),
-                       "--minutes", str(opts.env_minutes), "--result-json", result]
+            command = [sys.executable, "-m", "hilserl_ros.sim.train_env", "--task", task, "--seed", str(seed),
+                       "--minutes", str(budget), "--max-steps", "100000", "--target", str(target),
+                       "--demos", str(demos), "--result-json", result]
         else:
-            command = [sys.executable, "-m", "hilserl_ros.train", "--minutes", str(opts.graph_minutes),
-                       "--run-dir", out, "--result-json", result, "task:=reach", f"seed:={seed}"]
+            command = [sys.executable, "-m", "hilserl_ros.train", "--minutes", str(budget), "--target", str(target),
+                       "--demos", str(demos), "--run-dir", out, "--result-json", result, f"task:={task}",
+                       f"seed:={seed}"]
         record = run(command, out + ".log", result)
+        record.setdefault("demos", demos)
         record["command"] = " ".join([os.path.basename(command[0])] + command[1:]).replace(workdir, "$WORKDIR")
         runs.append(record)
-        tqdm.write(f"[bench-learning] {where} seed {seed}: reached={record['reached']} in {record['minutes']:.1f} min, "
-                   f"{record['episodes']} episodes, {record['env_steps']} env steps, policy success "
-                   f"{record['final_policy_success']:.0%}, intervention {record['final_intervention_rate']:.0%}")
-    summary = {where: describe(runs, where) for where in ("env", "graph") if any(r["where"] == where for r in runs)}
+        tqdm.write(f"[bench-learning] {task} {where} demos={demos} seed {seed}: reached={record['reached']} in "
+                   f"{record['minutes']:.1f} min, {record['episodes']} episodes, {record['env_steps']} env steps, "
+                   f"policy success {record['final_policy_success']:.0%}, intervention "
+                   f"{record['final_intervention_rate']:.0%}")
+    summary = {}
+    for task in opts.tasks:
+        for where in ("env", "graph"):
+            for demos in sorted({r.get("demos", 0) for r in runs}):
+                line = describe(runs, task, where, demos)
+                if line:
+                    summary[f"{task} {where} demos={demos}"] = line
     path = write("learning", {"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "summary": summary,
                               "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
     for line in summary.values():
         print(f"[bench-learning] {line}")
     print(f"[bench-learning] wrote {path}")
-    ok_env = all(r["reached"] and r["minutes"] <= opts.env_minutes for r in runs if r["where"] == "env")
-    graph = [r for r in runs if r["where"] == "graph"]
-    ok_graph = all(r["reached"] for r in graph) and (not graph or statistics.median(r["minutes"] for r in graph) < 5)
-    return 0 if ok_env and ok_graph else 1
+    ok = True
+    for task in opts.tasks:
+        mine = [r for r in runs if r["task"] == task]
+        ok &= all(r["reached"] for r in mine if r["where"] == "graph" or r.get("demos", 0) or task == "reach")
+        graph = [r for r in mine if r["where"] == "graph"]
+        if task == "reach" and graph:
+            ok &= statistics.median(r["minutes"] for r in graph) < 5
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def node_command(spec: NodeSpec, args: dict[str, str], share: str | None = None,
     path = params_file_path(spec, share)
     if path is not None and os.path.isfile(path):
         cmd += ["--params-file", path]
-    task_path = task_params_path(args.get("task", ""), share)
+    task_path = task_params_path(args.get("task", ""), share) if path is not None else None
     if task_path is not None:
         cmd += ["--params-file", task_path]  # a node takes only its own section of it
     for name, value in node_parameters(spec, args, arguments).items():

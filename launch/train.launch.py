@@ -31,7 +31,7 @@ def _nodes(context, graph=TRAIN_GRAPH):
         path = params_file_path(spec)
         if path is not None:
             parameters.append(path)
-        task_path = task_params_path(args["task"])
+        task_path = task_params_path(args["task"]) if path is not None else None
         if task_path is not None:
             parameters.append(task_path)  # the task's parameters (config/tasks/), after the node's own
         extra = node_parameters(spec, args, graph.arguments)

@@ -145,7 +145,8 @@ def test_nodes_and_parameters_match_the_graph_description(launch_module, overrid
         assert kw["respawn"] == spec.respawn
         files = [p for p in kw["parameters"] if isinstance(p, str)]
         dicts = [p for p in kw["parameters"] if isinstance(p, dict)]
-        assert files == ([graph.params_file_path(spec)] if spec.params_file else [])
+        task_file = graph.task_params_path(args["task"])  # config/tasks/<task>.yaml, after the node's own
+        assert files == ([graph.params_file_path(spec)] + ([task_file] if task_file else []) if spec.params_file else [])
         merged = {k: v for d in dicts for k, v in d.items()}
         assert merged == graph.node_parameters(spec, args)
 
