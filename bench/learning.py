@@ -106,6 +106,9 @@ def main(argv=None) -> int:
         record.setdefault("demos", demos)
         record["command"] = " ".join([os.path.basename(command[0])] + command[1:]).replace(workdir, "$WORKDIR")
         runs.append(record)
+        # written after every run: a bench stopped half-way keeps what it measured
+        write("learning", {"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "complete": False,
+                           "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
         tqdm.write(f"[bench-learning] {task} {where} demos={demos} seed {seed}: reached={record['reached']} in "
                    f"{record['minutes']:.1f} min, {record['episodes']} episodes, {record['env_steps']} env steps, "
                    f"policy success {record['final_policy_success']:.0%}, intervention "
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
                 if line:
                     summary[f"{task} {where} demos={demos}"] = line
     path = write("learning", {"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "summary": summary,
-                              "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
+                              "complete": True, "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
     for line in summary.values():
         print(f"[bench-learning] {line}")
     print(f"[bench-learning] wrote {path}")

@@ -89,3 +89,14 @@ def test_camera_renders_rgb_uint8():
     world = SO101World("reach", render_size=64)
     image = world.render()
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.std() > 5
+
+
+def test_an_unstable_state_is_counted_and_time_never_runs_back():
+    world = SO101World("pick_cube", seed=0)
+    world.step(0.1)
+    before = world.time
+    with world.lock:
+        world.data.qvel[world.qvel_index[0]] = np.nan  # what a blown-up contact leaves behind
+    world.step(0.01)
+    assert world.unstable_resets == 1
+    assert world.time == pytest.approx(before + 0.01)  # MuJoCo's reset sets time to 0; /clock must not

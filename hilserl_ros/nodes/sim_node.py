@@ -33,6 +33,7 @@ Unstamped commands (tests, tools) pair with anything.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -116,6 +117,7 @@ class SimNode(Node):
         hold_at = (round(self.world.time / period) + 1) * period
         scale = self.params["time_scale"]
         self.holds = self.hold_timeouts = 0
+        unstable = self.world.unstable_resets
         while not self._stop.is_set():
             if self.params["time_scale"] != scale:  # re-anchor on a live change
                 scale = self.params["time_scale"]
@@ -124,6 +126,15 @@ class SimNode(Node):
             if chunk > timestep / 2:
                 self.world.step(chunk)
             now = self.world.time
+            if self.world.unstable_resets != unstable:
+                unstable = self.world.unstable_resets
+                self.get_logger().error(f"MuJoCo found the state unstable at t={now:.3f} s and reset it "
+                                        f"({unstable} times so far); the episode goes on from that state")
+            if lockstep and hold_at - now > 1.5 * period:  # time went back: never run periods unheld
+                self.get_logger().error(f"simulated time went back to {now:.3f} s (next boundary was "
+                                        f"{hold_at:.3f} s): boundaries re-anchored")
+                hold_at = (math.floor(now / period + 1e-9) + 1) * period
+                wall_start, sim_start = time.monotonic(), now
             if not self.context.ok():
                 return  # shutting down: close() stops this thread, publishing is over
             boundary = lockstep and now >= hold_at - timestep / 2

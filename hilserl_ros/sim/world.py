@@ -108,6 +108,7 @@ class SO101World:
         self.block_qpos = self.model.joint("block").qposadr[0]
         self.goal = np.zeros(3)
         self.block_start = np.zeros(3)
+        self.unstable_resets = 0  # times MuJoCo reset an unstable state (see step)
         self._renderer = None
         self._render_size, self._camera = render_size, camera
         self.reset()
@@ -138,10 +139,18 @@ class SO101World:
             return self.task_state()
 
     def step(self, seconds: float) -> None:
-        """Advance physics by ``seconds`` of simulated time."""
+        """Advance physics by ``seconds`` of simulated time. If MuJoCo finds the state unstable
+        it resets it (arm at qpos0, time 0); simulated time is put back where it was going, so
+        /clock never runs backwards, and the event is counted (``unstable_resets``)."""
+        bad = mujoco.mjtWarning.mjWARN_BADQACC
         with self.lock:
-            for _ in range(max(1, int(round(seconds / self.model.opt.timestep)))):
+            start, warned = self.data.time, self.data.warning[bad].number
+            n = max(1, int(round(seconds / self.model.opt.timestep)))
+            for _ in range(n):
                 mujoco.mj_step(self.model, self.data)
+            if self.data.warning[bad].number != warned:
+                self.unstable_resets += 1
+                self.data.time = start + n * self.model.opt.timestep
 
     @property
     def time(self) -> float:
