@@ -142,15 +142,18 @@ class SO101World:
         """Advance physics by ``seconds`` of simulated time. If MuJoCo finds the state unstable
         it resets it (arm at qpos0, time 0); simulated time is put back where it was going, so
         /clock never runs backwards, and the event is counted (``unstable_resets``)."""
-        bad = mujoco.mjtWarning.mjWARN_BADQACC
         with self.lock:
-            start, warned = self.data.time, self.data.warning[bad].number
+            start, warned = self.data.time, self._instability_warnings()
             n = max(1, int(round(seconds / self.model.opt.timestep)))
             for _ in range(n):
                 mujoco.mj_step(self.model, self.data)
-            if self.data.warning[bad].number != warned:
+            if self._instability_warnings() != warned:
                 self.unstable_resets += 1
                 self.data.time = start + n * self.model.opt.timestep
+
+    def _instability_warnings(self) -> int:
+        w = mujoco.mjtWarning
+        return sum(self.data.warning[k].number for k in (w.mjWARN_BADQPOS, w.mjWARN_BADQVEL, w.mjWARN_BADQACC))
 
     @property
     def time(self) -> float:
