@@ -1,6 +1,7 @@
 """Does each transition show the effect of its own action? (no ROS)
 
     python -m hilserl_ros.action_effect runs/train-.../checkpoints/learner.pt [--action-scale 0.02]
+    python -m hilserl_ros.action_effect runs/demos/demos_<time>      (a bag: its /transitions)
 
 Regresses the end-effector motion between a transition's observation and next observation on
 its own action and on the previous step's action (consecutive transitions of an episode), in
@@ -64,14 +65,32 @@ def action_effect(obs, action, next_obs, reward=None, terminated=None, action_sc
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a learner checkpoint (its RL buffer is read)")
+    parser.add_argument("checkpoint", help="a learner checkpoint (its RL buffer is read) or a bag directory "
+                        "(its /transitions are read)")
     parser.add_argument("--action-scale", type=float, default=0.02)
     opts = parser.parse_args(argv)
-    from hilserl_ros.learning import checkpoint
+    import os
 
-    rl = checkpoint.load(opts.checkpoint)["buffers"]["rl"]
-    result = action_effect(rl["obs"].numpy(), rl["action"].numpy(), rl["next_obs"].numpy(), rl["reward"].numpy(),
-                           rl["terminated"].numpy(), opts.action_scale)
+    if os.path.isdir(opts.checkpoint):
+        from hilserl_ros import topics
+        from hilserl_ros.recording.bag import read_messages
+        from hilserl_ros.recording.types import shared_types
+
+        types = shared_types()
+        msgs = [types.deserialize(m.data, m.type_name) for m in read_messages([opts.checkpoint], [topics.TRANSITIONS])]
+        arrays = [np.array([getattr(t, f) for t in msgs], float)
+                  for f in ("observation", "action", "next_observation", "reward", "terminated")]
+        task = next((types.deserialize(m.data, m.type_name).task
+                     for m in read_messages([opts.checkpoint], [topics.TASK_STATE])), "reach")
+        if task != "reach":  # the reward check is reach's (minus the distance); pick_cube's reward has more terms
+            arrays[3] = None
+        result = action_effect(*arrays, action_scale=opts.action_scale)
+    else:
+        from hilserl_ros.learning import checkpoint
+
+        rl = checkpoint.load(opts.checkpoint)["buffers"]["rl"]
+        result = action_effect(rl["obs"].numpy(), rl["action"].numpy(), rl["next_obs"].numpy(), rl["reward"].numpy(),
+                               rl["terminated"].numpy(), opts.action_scale)
     print(result)
     return 0 if result.sound() else 1
 

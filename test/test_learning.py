@@ -53,11 +53,12 @@ def test_the_env_learns_reach_within_the_step_budget(seed):
     assert result.final_policy_success >= BAR and result.env_steps <= BUDGET
 
 
-def test_a_broken_actor_update_fails_the_bar():
-    result = train_env("reach", seed=0, max_env_steps=BUDGET, max_minutes=30, target=BAR,
+@pytest.mark.parametrize("task, budget, demos", [("reach", BUDGET, 0), ("pick_cube", PICK_BUDGET, PICK_DEMOS)])
+def test_a_broken_actor_update_fails_the_bar(task, budget, demos):
+    result = train_env(task, seed=0, max_env_steps=budget, max_minutes=30, target=BAR, demo_episodes=demos,
                        update_hook=skip_actor_step)
     assert not result.reached and result.final_policy_success < 0.5
-    assert result.updates > 1000  # it did train (critics, alpha): only the actor was broken
+    assert result.updates > budget // 3  # it did train (critics, alpha): only the actor was broken
 
 
 def test_the_env_learns_pick_cube_with_demonstrations_within_the_step_budget():
@@ -68,10 +69,3 @@ def test_the_env_learns_pick_cube_with_demonstrations_within_the_step_budget():
                             f"{result.env_steps} env steps ({result.episodes} episodes, intervention "
                             f"{result.final_intervention_rate:.0%}, alpha {result.final_alpha:.4f})")
     assert result.final_policy_success >= BAR and result.env_steps <= PICK_BUDGET
-
-
-def test_a_broken_actor_update_cannot_pick():
-    result = train_env("pick_cube", seed=0, max_env_steps=PICK_BUDGET, max_minutes=30, target=BAR,
-                       demo_episodes=PICK_DEMOS, update_hook=skip_actor_step)
-    assert not result.reached and result.final_policy_success < 0.5
-    assert result.updates > 2000  # critics, grasp critic and alpha trained: only the actor was broken
