@@ -98,7 +98,7 @@ bench-graph: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/graph.py $(ARGS)
 
 # kills the learner (3x), the actor and the bridge mid-run; accounts for every transition
-# reach from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 15-30 min)
+# reach and pick_cube from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 20-40 min)
 bench-learning: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/learning.py $(ARGS)
 
