@@ -100,9 +100,13 @@ class RosSession:
             close = getattr(node, "close", None)
             if callable(close):
                 close()
-        self.executor.shutdown(timeout_sec=2)
-        for node in self.nodes:
-            node.destroy_node()
+        self.executor.shutdown(timeout_sec=5)
+        # the spinning thread must be out of its callbacks before a node it may touch is
+        # destroyed (destroying under it crashed the interpreter in rclpy's destroy_node once)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            for node in self.nodes:
+                node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5)
 
