@@ -32,7 +32,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	PYTHONUNBUFFERED=1
 
 .PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-learning bench-world \
-	bench-graph bench-faults lock record-demos replay report
+	bench-graph bench-faults lock record-demos replay report pretrain-encoder
 
 setup: $(BUILD_STAMP)
 
@@ -98,7 +98,8 @@ bench-graph: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/graph.py $(ARGS)
 
 # kills the learner (3x), the actor and the bridge mid-run; accounts for every transition
-# reach and pick_cube from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 20-40 min)
+# reach and pick_cube from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 20-40 min);
+# ARGS="--observation pixels" from the cameras -> bench/results/learning_pixels.json
 bench-learning: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/learning.py $(ARGS)
 
@@ -107,6 +108,10 @@ bench-faults: $(BUILD_STAMP)
 
 bench-world: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/world.py $(ARGS)
+
+# trains the frozen camera encoder again (hilserl_ros/vision/weights/so101_cameras.safetensors, ~6 min)
+pretrain-encoder: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.vision.pretrain $(ARGS)
 
 # Re-pin every package of the venv after a change to requirements.txt.
 lock: $(VENV_STAMP)

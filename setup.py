@@ -15,6 +15,7 @@ setup(
     description="HIL-SERL (SAC with human interventions) for the SO-101 arm on ROS 2",
     license="Apache-2.0",
     packages=find_packages(include=("hilserl_ros", "hilserl_ros.*")),
+    package_data={"hilserl_ros.vision": ["weights/*.safetensors"]},  # the frozen camera encoder
     python_requires=">=3.10",
     entry_points={
         "console_scripts": _graph["entry_points"]()

@@ -80,8 +80,10 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
     LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
-    LaunchArg("sim_camera", "false", "Render the simulated camera (software GL: slow on CPU)", ("true", "false"),
-              bool),
+    LaunchArg("observation", "state", "What the policy observes (config/observation/<task>.yaml): state "
+              "(joints, EE, goal: simulation only) or pixels (cameras + proprioception)", ("state", "pixels")),
+    LaunchArg("sim_camera", "auto", "Render the simulated cameras; auto = when the observation has cameras",
+              ("auto", "true", "false")),
     LaunchArg("operator", "auto", "Who intervenes: scripted (simulation only) or joystick (a gamepad on /joy); "
               "auto = scripted in simulation, joystick on the real arm", ("auto", "scripted", "joystick")),
     LaunchArg("demo_bags", "", "Comma-separated bags whose transitions the learner preloads as demonstrations"),
@@ -116,9 +118,9 @@ NODES: tuple[NodeSpec, ...] = (
         name="sim_camera",
         executable="sim_camera_node",
         module="hilserl_ros.nodes.sim_camera_node",
-        description="Rendered camera of the simulation on /camera/image_raw (own process: rendering is slow)",
+        description="Rendered cameras of the simulation on the real cameras' topics (own process)",
         params_file="sim_camera.yaml",
-        arg_parameters={"task": "task"},
+        arg_parameters={"task": "task", "observation": "observation", "lockstep": "lockstep"},
         only_if="sim_camera",
     ),
     NodeSpec(
@@ -185,7 +187,7 @@ NODES: tuple[NodeSpec, ...] = (
         params_file="actor.yaml",
         # in simulation the control rate runs on the simulation's /clock (time_scale)
         arg_parameters={"use_sim": "use_sim", "use_sim_time": "use_sim", "spool_dir": "spool_dir",
-                        "lockstep": "lockstep", "seed": "seed"},
+                        "lockstep": "lockstep", "seed": "seed", "task": "task", "observation": "observation"},
         respawn=True,
     ),
     NodeSpec(
@@ -194,7 +196,8 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.learner_node",
         description="SAC learner: buffers, updates, weights and statistics out, checkpoints",
         params_file="learner.yaml",
-        arg_parameters={"checkpoint_dir": "checkpoint_dir", "demo_bags": "demo_bags", "seed": "seed"},
+        arg_parameters={"checkpoint_dir": "checkpoint_dir", "demo_bags": "demo_bags", "seed": "seed",
+                        "task": "task", "observation": "observation"},
         respawn=True,
     ),
     NodeSpec(
@@ -276,6 +279,9 @@ class Graph:
             if arg.choices and str(value).lower() not in arg.choices:
                 raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
             values[name] = str(value)
+        if values.get("sim_camera") == "auto":
+            simulated = parse_bool(values.get("use_sim", "true"), "use_sim")
+            values["sim_camera"] = "true" if simulated and values.get("observation", "state") != "state" else "false"
         if values.get("operator") == "auto":
             values["operator"] = "scripted" if parse_bool(values.get("use_sim", "true"), "use_sim") else "joystick"
         if values.get("operator") == "scripted" and not parse_bool(values.get("use_sim", "true"), "use_sim"):

@@ -4,7 +4,10 @@
 JOINT_STATES = "/joint_states"  # sensor_msgs/JointState, measured (rad, rad/s, effort = load)
 JOINT_COMMANDS = "/joint_commands"  # sensor_msgs/JointState, position targets (rad) for the driver
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
-CAMERA_IMAGE = "/camera/image_raw"  # sensor_msgs/Image, rgb8
+CAMERA_IMAGE = "/camera/image_raw"  # sensor_msgs/Image, rgb8: the front camera
+WRIST_CAMERA_IMAGE = "/camera/wrist/image_raw"  # sensor_msgs/Image, rgb8
+POLICY_VIEW_FRONT = "/actor/view/front"  # sensor_msgs/Image: the front frame as the policy sees it (cropped, resized)
+POLICY_VIEW_WRIST = "/actor/view/wrist"
 ROBOT_DESCRIPTION = "/robot_description"  # std_msgs/String (latched), URDF
 
 # simulation

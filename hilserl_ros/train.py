@@ -191,7 +191,8 @@ def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: f
     """The run as one record of bench/results/learning.json."""
     import json
 
-    record = {"task": overrides.get("task", "reach"), "observation": "state", "where": "graph",
+    record = {"task": overrides.get("task", "reach"), "observation": overrides.get("observation", "state"),
+              "where": "graph",
               "seed": int(overrides.get("seed", 0)), "reached": reached, "minutes": round(minutes, 3),
               "episodes": s["episodes"], "env_steps": s["env_steps"], "updates": s["updates"],
               "final_policy_success": s["autonomous"], "final_intervention_rate": s["intervention"],

@@ -1,12 +1,14 @@
 """Test harness: real rclpy nodes on the run's own domain (set in conftest.py)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any, Callable
 
 import rclpy
@@ -153,6 +155,32 @@ class NodeProcess:
                 self.proc.wait()
         self._reader.join(timeout=5)
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def launched_graph(run_dir, *launch_args: str):
+    """The training graph started by the project launcher with ``launch_args``, checkpoints
+    and spool under ``run_dir``; yields the list its output lines are appended to. On exit:
+    Ctrl-C, then waits until every process of the graph is gone."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "HILSERL_TEST_RUN": marker, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hilserl_ros.launcher", *launch_args, f"checkpoint_dir:={run_dir}/checkpoints",
+         f"spool_dir:={run_dir}/spool", "--grace", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, env=env)
+    lines: list[str] = []
+    threading.Thread(target=lambda: [lines.append(l.rstrip()) for l in iter(proc.stdout.readline, "")],
+                     daemon=True).start()
+    try:
+        yield lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        wait_for(lambda: not processes_with_marker(marker), 15, "every node of the graph to exit")
 
 
 def processes_with_marker(marker: str) -> list[int]:

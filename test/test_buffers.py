@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
 
@@ -47,20 +48,62 @@ def test_checkpoint_state_restores_into_a_smaller_buffer_keeping_the_newest():
     assert small.total_added == 11
 
 
-def test_images_are_stored_as_uint8_and_memory_is_what_the_arrays_cost(capsys):
+def test_frames_are_stored_once_as_uint8_and_memory_is_what_the_arrays_cost(capsys):
     shapes = {"front": (128, 128, 3), "wrist": (128, 128, 3)}
-    buf = ReplayBuffer(1000, 20, 4, shapes)
-    frame = np.full((128, 128, 3), 200, np.uint8)
-    buf.add(np.zeros(20), np.zeros(4), 1.0, np.zeros(20), False,
-            images={"front": frame, "wrist": frame}, next_images={"front": frame, "wrist": frame})
-    assert buf.images["front"].dtype == np.uint8
-    batch = buf.sample(4)
-    assert batch.images["front"].shape == (4, 3, 128, 128) and batch.images["front"].dtype.is_floating_point is False
-    per_transition = 2 * 2 * 128 * 128 * 3 + (2 * 20 + 4 + 1 + 1) * 4 + 1
-    assert buf.nbytes == 1000 * per_transition
+    buf = ReplayBuffer(1000, 9, 4, shapes)
+    frames = [{k: np.full((128, 128, 3), i, np.uint8) for k in shapes} for i in range(11)]
+    numbers = [buf.add_frames(f) for f in frames]
+    for t in range(10):  # one episode: s_{t+1}'s frame is the next transition's s_t frame
+        buf.add(np.full(9, t), np.zeros(4), 1.0, np.full(9, t + 1), t == 9, frame=numbers[t], next_frame=numbers[t + 1])
+    assert buf.frames.added == 11  # 10 transitions, 11 frames: none stored twice
+    batch = buf.sample(64)
+    assert batch.images["front"].shape == (64, 3, 128, 128) and batch.images["front"].dtype == torch.uint8
+    # every sampled transition got its own frames: pixel value t at s_t, t + 1 at s_{t+1}
+    t = batch.obs[:, 0].long()
+    assert torch.equal(batch.images["wrist"][:, 0, 0, 0].long(), t)
+    assert torch.equal(batch.next_images["front"][:, 0, 0, 0].long(), t + 1)
+    frame_bytes = 2 * 128 * 128 * 3
+    expected = 1000 * ((2 * 9 + 4 + 2) * 4 + 1 + 16) + buf.frames.capacity * frame_bytes
+    assert buf.nbytes == expected == ReplayBuffer.bytes_needed(1000, 9, 4, shapes)
+    assert buf.frames.capacity == 1251  # 1.25 frames per transition: episodes of 4 steps or more lose nothing
     with capsys.disabled():
-        print(f"\n[buffer] 2 cameras 128x128 uint8 + state 20: {per_transition / 1024:.1f} KiB per transition, "
-              f"{buf.nbytes / 2**20:.0f} MiB per 1000 (float32 would be {4 * buf.nbytes / 2**20:.0f} MiB)")
+        print(f"\n[buffer] 2 cameras 128x128 uint8, each frame once: {buf.nbytes / 1000 / 1024:.1f} KiB per "
+              f"transition (two frames per transition would be {2 * frame_bytes / 1024:.0f} KiB); a 200k buffer "
+              f"needs {ReplayBuffer.bytes_needed(200_000, 9, 4, shapes) / 1e9:.1f} GB")
+
+
+def test_transitions_whose_frames_were_overwritten_leave_the_buffer():
+    buf = ReplayBuffer(10, 1, 1, {"front": (4, 4, 3)}, frame_capacity=6, seed=0)
+    frame = np.zeros((4, 4, 3), np.uint8)
+    for i in range(8):  # one-step episodes: two new frames each, more than the frame ring holds
+        buf.add([i], [0.0], 0.0, [i], True, images={"front": frame}, next_images={"front": frame})
+    # 16 frames added, the last 6 held: only the transitions whose two frames are both held remain
+    assert len(buf) == 3 and buf.frames.oldest == 10
+    assert set(buf.sample(200).obs[:, 0].tolist()) == {5.0, 6.0, 7.0}
+    with pytest.raises(ValueError, match="not held"):
+        buf.add([9], [0.0], 0.0, [9], False, frame=0, next_frame=15)
+
+
+def test_cached_features_replace_images_in_batches_and_survive_a_checkpoint():
+    calls = []
+
+    def featurize(images):
+        calls.append(1)
+        return {"front": np.full(3, float(images["front"][0, 0, 0]), np.float32)}
+
+    buf = ReplayBuffer(20, 1, 1, {"front": (4, 4, 3)}, featurize=featurize, feature_dim=3)
+    numbers = [buf.add_frames({"front": np.full((4, 4, 3), i, np.uint8)}) for i in range(6)]
+    for t in range(5):
+        buf.add([t], [0.0], 0.0, [t + 1], False, frame=numbers[t], next_frame=numbers[t + 1])
+    assert len(calls) == 6  # once per frame, not per sample
+    batch = buf.sample(32)
+    assert batch.images == {} and batch.features["front"].shape == (32, 3)
+    assert torch.equal(batch.features["front"][:, 0], batch.obs[:, 0])
+    assert torch.equal(batch.next_features["front"][:, 0], batch.obs[:, 0] + 1)
+    restored = ReplayBuffer(20, 1, 1, {"front": (4, 4, 3)}, featurize=featurize, feature_dim=3)
+    restored.load_state_dict(buf.state_dict())
+    again = restored.sample(32)
+    assert len(restored) == 5 and torch.equal(again.next_features["front"][:, 0], again.obs[:, 0] + 1)
 
 
 @pytest.mark.parametrize("bad, why", [

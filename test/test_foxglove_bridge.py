@@ -613,7 +613,8 @@ def test_layout_is_a_foxglove_layout_of_the_graphs_topics():
                 assert field in _msg_fields(PLOTTED_TYPES[topic]), series["value"]
         elif kind == "Image":
             referenced.append(config["imageMode"]["imageTopic"])
-            assert config["imageMode"]["imageTopic"] == topics.CAMERA_IMAGE
+            assert config["imageMode"]["imageTopic"] in (topics.CAMERA_IMAGE, topics.POLICY_VIEW_FRONT,
+                                                         topics.POLICY_VIEW_WRIST)
         elif kind == "3D":
             assert config["followTf"] == topics.BASE_FRAME
             referenced += list(config["topics"])

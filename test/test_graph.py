@@ -87,5 +87,6 @@ def test_rviz_config_shows_the_graph_topics():
 
     text = open(os.path.join(REPO_ROOT, "rviz", "hilserl.rviz")).read()
     shown = set(re.findall(r"Value: (/[\w/]+)", text))
-    assert shown == {topics.ROBOT_DESCRIPTION, topics.EE_POSE, topics.WORKSPACE_MARKERS, topics.CAMERA_IMAGE}
+    assert shown == {topics.ROBOT_DESCRIPTION, topics.EE_POSE, topics.WORKSPACE_MARKERS, topics.CAMERA_IMAGE,
+                     topics.POLICY_VIEW_FRONT, topics.POLICY_VIEW_WRIST}
     assert f"Fixed Frame: {topics.BASE_FRAME}" in text

@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from hilserl_ros import topics
+from hilserl_ros.observation import load_observation
 from hilserl_ros.msg import EpisodeStats, Transition
 from hilserl_ros.nodes.player_node import PlayerNode
 from hilserl_ros.nodes.recorder_node import RecorderNode
@@ -136,7 +137,8 @@ def _transition(i: int, intervention: bool, bad: bool = False) -> Transition:
     return Transition(actor_id="demo", seq=i, episode=1, step=i, observation=obs,
                       next_observation=[float("nan") if bad else 0.02 * i] * OBS_DIM,
                       action=[0.1] * ACTION_DIM, reward=1.0 if i == 9 else 0.0, terminated=i == 9,
-                      is_intervention=intervention)
+                      is_intervention=intervention,
+                      observation_spec=load_observation("reach", "state").fingerprint)
 
 
 def _learner(ros, tmp_path, bag, **params):

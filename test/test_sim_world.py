@@ -100,3 +100,29 @@ def test_an_unstable_state_is_counted_and_time_never_runs_back():
     world.step(0.01)
     assert world.unstable_resets == 1
     assert world.time == pytest.approx(before + 0.01)  # MuJoCo's reset sets time to 0; /clock must not
+
+
+def test_a_reset_never_shows_time_zero_to_another_thread():
+    """/sim's physics thread paces simulated time against the wall clock from world.time; a
+    reset (from the service thread) passed through time 0, and a read at that instant made it
+    wait minutes. Time read from another thread during resets never goes below where it was."""
+    import threading
+
+    world = SO101World("reach", seed=0)
+    world.step(1.0)
+    start = world.time
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(world.time)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(300):
+            world.reset()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and min(seen) >= start

@@ -2,13 +2,7 @@
 transition reaches the learner, weights reach the actor, interventions are flagged and kept as
 demonstrations, knobs change live, bad input is dropped, and the watchdog speaks up."""
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import uuid
 
 import numpy as np
 import pytest
@@ -17,8 +11,9 @@ from rcl_interfaces.srv import SetParameters
 
 from hilserl_ros import topics
 from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition
+from hilserl_ros.observation import load_observation
 from hilserl_ros.ros import qos
-from ros_harness import REPO_ROOT, RosSession, processes_with_marker, wait_for
+from ros_harness import RosSession, launched_graph, wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -26,37 +21,21 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     run = tmp_path_factory.mktemp("graph")
-    marker = uuid.uuid4().hex
-    env = {**os.environ, "HILSERL_TEST_RUN": marker, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hilserl_ros.launcher", "time_scale:=3.0", "foxglove:=false",
-         f"checkpoint_dir:={run / 'checkpoints'}", f"spool_dir:={run / 'spool'}", "--grace", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
-        env=env)
-    lines: list[str] = []
-    threading.Thread(target=lambda: [lines.append(l.rstrip()) for l in iter(proc.stdout.readline, "")],
-                     daemon=True).start()
-    session = RosSession()
-    peer = session.node("graph_probe")
-    probes = {
-        "transitions": session.probe(peer, Transition, topics.TRANSITIONS, qos.TRANSITIONS),
-        "episodes": session.probe(peer, EpisodeStats, topics.EPISODE_STATS, qos.EVENTS),
-        "stats": session.probe(peer, LearnerStats, topics.LEARNER_STATS, qos.EVENTS),
-        "weights": session.probe(peer, PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED),
-    }
-    setter = peer.create_client(SetParameters, "/learner/set_parameters")
-    try:
-        probes["episodes"].wait(4, timeout=240)
-        yield session, peer, probes, setter, lines
-    finally:
-        session.close()
-        proc.send_signal(signal.SIGINT)
+    with launched_graph(run, "time_scale:=3.0", "foxglove:=false") as lines:
+        session = RosSession()
+        peer = session.node("graph_probe")
+        probes = {
+            "transitions": session.probe(peer, Transition, topics.TRANSITIONS, qos.TRANSITIONS),
+            "episodes": session.probe(peer, EpisodeStats, topics.EPISODE_STATS, qos.EVENTS),
+            "stats": session.probe(peer, LearnerStats, topics.LEARNER_STATS, qos.EVENTS),
+            "weights": session.probe(peer, PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED),
+        }
+        setter = peer.create_client(SetParameters, "/learner/set_parameters")
         try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        wait_for(lambda: not processes_with_marker(marker), 15, "every node of the graph to exit")
+            probes["episodes"].wait(4, timeout=240)
+            yield session, peer, probes, setter, lines
+        finally:
+            session.close()
 
 
 def set_param(session, setter, name, value):
@@ -118,12 +97,17 @@ def test_bad_transitions_are_dropped_and_the_learner_keeps_going(graph):
     pub = peer.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
     session.wait_for_subscribers(pub, count=1)
     before = probes["stats"].messages[-1].transitions_dropped
+    state = load_observation("reach", "state").fingerprint
     pub.publish(Transition(actor_id="saboteur", seq=1, observation=[math.nan] * 15, next_observation=[0.0] * 15,
-                           action=[0.0] * 4))
+                           action=[0.0] * 4, observation_spec=state))
     pub.publish(Transition(actor_id="saboteur", seq=2, observation=[0.0] * 3, next_observation=[0.0] * 3,
-                           action=[0.0] * 4))
-    wait_for(lambda: probes["stats"].messages[-1].transitions_dropped >= before + 2, 60, "the drops to be counted")
+                           action=[0.0] * 4, observation_spec=state))
+    pixels = load_observation("reach", "pixels").fingerprint  # a pixel actor talking to this state learner
+    pub.publish(Transition(actor_id="saboteur", seq=3, observation=[0.0] * 9, next_observation=[0.0] * 9,
+                           action=[0.0] * 4, observation_spec=pixels))
+    wait_for(lambda: probes["stats"].messages[-1].transitions_dropped >= before + 3, 60, "the drops to be counted")
     assert any("dropped a transition: observation[0] is nan" in line for line in lines)
+    assert any(f"observation {pixels} is not the learner's {state}" in line for line in lines)
     n = len(probes["stats"].messages)
     probes["stats"].wait(n + 3, timeout=60)  # still training
 

@@ -85,16 +85,32 @@ class ObservationEncoder(nn.Module):
     def is_identity(self) -> bool:
         return self.state is None and not self.image_keys
 
-    def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None,
+                features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``features``: per camera, what its ConvEncoder gave for these frames before (frozen
+        encoder, cached in the buffer); used instead of running it again."""
         if self.state is not None:
             state = self.state(state)
         if not self.image_keys:
             return state
         parts = [state] if state.shape[-1] else []
         for key in self.image_keys:
+            if features is not None:
+                parts.append(features[key])
+                continue
             img = images[key].float().div_(255.0) if images[key].dtype == torch.uint8 else images[key]
             parts.append(self.cameras[key](img))
         return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def camera_features(self, images: dict) -> dict:
+        """Per camera, the ConvEncoder's output for one uint8 [H, W, 3] frame (numpy), as
+        float32 numpy: what the buffer caches when the encoder is frozen."""
+        out = {}
+        for key in self.image_keys:
+            frame = torch.as_tensor(images[key]).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            out[key] = self.cameras[key](frame)[0].numpy()
+        return out
 
 
 # --------------------------------------------------------------------------- actor

@@ -164,11 +164,13 @@ class SACAgent:
         self.update_step += 1
         return stats
 
-    def _encode(self, encoder, state, images, augment: bool) -> torch.Tensor:
+    def _encode(self, encoder, state, images, augment: bool, features=None) -> torch.Tensor:
         if encoder.is_identity:
             return state
         if not self.config.image_keys:
             return encoder(state)
+        if features is not None:  # frozen encoder: its features were computed once per frame
+            return encoder(state, features=features)
         if augment and self.config.image_pad > 0:
             images = {k: random_shift(v, self.config.image_pad, self.aug_generator) for k, v in images.items()}
         return encoder(state, images)
@@ -178,7 +180,8 @@ class SACAgent:
         alpha = self.log_alpha.detach().exp()
         cont_action = batch.action[:, :cfg.continuous_dim]
         with torch.no_grad():
-            next_feat = self._encode(self.encoder_target, batch.next_obs, batch.next_images, augment=True)
+            next_feat = self._encode(self.encoder_target, batch.next_obs, batch.next_images, augment=True,
+                                     features=batch.next_features)
             next_action, next_logp = self.actor(next_feat, generator=self.train_generator)
             q_next = self.critic_target(next_feat, next_action)
             if cfg.num_target_critics is not None and cfg.num_target_critics < cfg.num_critics:
@@ -189,7 +192,7 @@ class SACAgent:
                 q_next = q_next - alpha * next_logp
             not_done = 1.0 - batch.terminated
             target = batch.reward + cfg.discount * not_done * q_next
-        features = self._encode(self.encoder, batch.obs, batch.images, augment=True)
+        features = self._encode(self.encoder, batch.obs, batch.images, augment=True, features=batch.features)
         q = self.critic(features, cont_action)
         critic_loss = 0.5 * ((q - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
@@ -355,12 +358,17 @@ class SACAgent:
 
 
 def load_encoder_weights(encoder: ObservationEncoder, path: str) -> None:
-    """Load pretrained conv weights (a local safetensors file of one ConvEncoder's state dict,
-    e.g. written by ``safetensors.torch.save_file(ConvEncoder().state_dict(), path)``) into
-    every camera's encoder."""
+    """Load pretrained conv weights from a local safetensors file into each camera's encoder:
+    keys ``<camera>.encoder.<name>`` (per camera, as hilserl_ros.vision.pretrain writes them)
+    or plain ConvEncoder keys (one encoder for every camera)."""
     tensors = safetensors.torch.load_file(path)
     for key, camera in encoder.cameras.items():
-        missing, unexpected = camera.load_state_dict(tensors, strict=False)
-        if unexpected or len(missing) == len(camera.state_dict()):
+        prefix = f"{key}.encoder."
+        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not own and any("." in k and k.split(".", 1)[1].startswith("encoder.") for k in tensors):
+            raise ValueError(f"{path} has no encoder for camera {key!r} (it has "
+                             f"{sorted({k.split('.', 1)[0] for k in tensors})})")
+        missing, unexpected = camera.load_state_dict(own or tensors, strict=False)
+        if unexpected or missing:
             raise ValueError(f"{path} does not hold ConvEncoder weights (camera {key}): "
                              f"unexpected {unexpected[:5]}, missing {missing[:5]}")

@@ -14,6 +14,15 @@ alive (it came back from a restart, or a message went missing), the actor re-sen
 there, ``resend_batch`` per tick, without ever pausing control: while the learner is away it
 keeps acting with its last weights. A restarted actor re-sends what its previous session left.
 
+Observation: the description ``observation`` of config/observation/<task>.yaml, read by the
+learner too (each transition carries its fingerprint). With cameras, the actor subscribes
+each camera's topic (sensor_msgs/Image, or CompressedImage on a .../compressed topic), crops
+and resizes the newest frame as configured (uint8), and steps only with a frame of every
+camera from the same control step: under lockstep, stamped at or after the boundary; else no
+older than the camera's ``max_age`` next to the joint state (a stale frame is counted and the
+step waits: no acting blind). Frames cross the wire once (see Transition.msg), and what the
+policy sees is republished on /actor/view/<camera> for Foxglove and RViz.
+
 New weights (safetensors, sha256-checked) are applied the moment they arrive, between two
 control steps, not only at episode end. Until the first weights arrive the arm holds still (and no
 step is taken unless ``act_without_weights``: recording demonstrations without a learner).
@@ -35,7 +44,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
@@ -52,9 +61,10 @@ from hilserl_ros.msg import (
     Transition,
     TransitionAck,
 )
-from hilserl_ros.observation import ACTION_DIM, build_observation
+from hilserl_ros.observation import ACTION_DIM, load_observation
+from hilserl_ros.vision.ros_image import compressed_to_rgb8, msg_to_rgb8, to_image_msg
 from hilserl_ros.ros import qos
-from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.params import ParamSpec, declare, observation_params
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
 
@@ -79,6 +89,7 @@ PARAMS = [
     ParamSpec("operator_wait", 0.5, "lockstep: how long (wall) a step waits for the operator's decision on its "
               "state; an operator that decides less often than control_rate costs this on each step it skips",
               min=0.0, max=5.0, unit="s"),
+    *observation_params("which observation of that file: state (simulation only) | pixels"),
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
 ]
@@ -95,6 +106,11 @@ class ActorNode(Node):
 
         torch.set_num_threads(1)
         self.params = declare(self, PARAMS)
+        self.spec = load_observation(self.params["task"], self.params["observation"],
+                                     self.params["observation_file"] or None)
+        self.spec.check_world(self.params["use_sim"])
+        self.frames: dict[str, tuple[np.ndarray, float]] = {}  # camera -> (policy's view, stamp s)
+        self.stale_frames = 0
         self.generator = torch.Generator().manual_seed(self.params["seed"])
         self.policy: Policy | None = None
         self.policy_version = -1
@@ -134,6 +150,12 @@ class ActorNode(Node):
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
         self.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, self._on_weights, qos.LATCHED)
         self.create_subscription(TransitionAck, topics.TRANSITION_ACKS, self._on_ack, qos.EVENTS)
+        self.view_pubs = {}
+        for camera in self.spec.cameras:
+            compressed = camera.topic.rstrip("/").endswith("/compressed")
+            self.create_subscription(CompressedImage if compressed else Image, camera.topic,
+                                     lambda msg, c=camera, z=compressed: self._on_frame(c, msg, z), qos.SENSOR)
+            self.view_pubs[camera.name] = self.create_publisher(Image, f"/actor/view/{camera.name}", qos.SENSOR)  # topics.POLICY_VIEW_*
         # resending runs on the wall clock: it must go on while simulated time stands still
         self.resend_timer = self.create_timer(0.2, self._resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
         left = self.spool.sessions()
@@ -151,7 +173,7 @@ class ActorNode(Node):
         self.episode_reward = 0.0
         self.intervention_steps = 0
         self.episode_started = time.monotonic()
-        self.prev: tuple[np.ndarray, np.ndarray, bool] | None = None
+        self.prev: tuple[np.ndarray, np.ndarray, bool, dict | None] | None = None
         self.settle = 2  # ticks to let fresh sensor data arrive after a reset
 
     # ------------------------------------------------------------------ inputs
@@ -163,6 +185,29 @@ class ActorNode(Node):
         self.joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
         self.joints_stamp = _seconds(msg.header.stamp)
         self._maybe_step()
+
+    def _on_frame(self, camera, msg, compressed: bool) -> None:
+        try:
+            pixels = compressed_to_rgb8(msg) if compressed else msg_to_rgb8(msg)
+            view = self.spec.process_frame(camera, pixels)
+        except ValueError as err:
+            self.drops.drop(f"camera {camera.name} on {camera.topic}: {err}")
+            return
+        self.frames[camera.name] = (view, _seconds(msg.header.stamp))
+        self._maybe_step()
+
+    def _frames_for(self, stamp: float, lockstep: bool) -> dict[str, np.ndarray] | None:
+        """Every camera's frame of the step whose joint state is stamped ``stamp``, or None."""
+        out = {}
+        for camera in self.spec.cameras:
+            frame = self.frames.get(camera.name)
+            if frame is None:
+                return None
+            fresh = frame[1] >= stamp - 1e-6 if lockstep else abs(stamp - frame[1]) <= camera.max_age
+            if not fresh:
+                return None
+            out[camera.name] = frame[0]
+        return out
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p = msg.pose.position
@@ -186,6 +231,8 @@ class ActorNode(Node):
         tick = _seconds(self.task.header.stamp)
         if tick == self.last_tick or min(self.joints_stamp, self.ee_stamp) < tick - 1e-6:
             return
+        if self.spec.cameras and self._frames_for(tick, lockstep=True) is None:
+            return  # the cameras' frames of this boundary are still being rendered
         # the scripted operator decides on the same task state; wait briefly for its word
         if (self.intervention_stamp < tick - 1e-6 and time.monotonic() - self.tick_seen < self.params["operator_wait"]
                 and self.count_publishers(topics.INTERVENTION) > 0):
@@ -250,9 +297,24 @@ class ActorNode(Node):
             if self.lockstep:
                 self.stop_arm()  # a command ends the simulation's wait for one
             return
-        obs = build_observation(self.joints, self.ee, [self.task.goal.x, self.task.goal.y, self.task.goal.z])
+        frames = None
+        if self.spec.cameras:
+            # lockstep: the boundary's frames (stamped at or after it); else next to the joint state
+            frames = self._frames_for(self.last_tick if self.lockstep else self.joints_stamp, lockstep=self.lockstep)
+            if frames is None:  # no acting blind: this step waits for every camera
+                self.stale_frames += 1
+                if self.stale_frames in (1, 10, 100, 1000) or self.stale_frames % 10000 == 0:
+                    ages = {c.name: (round(self.joints_stamp - self.frames[c.name][1], 3) if c.name in self.frames
+                                     else None) for c in self.spec.cameras}
+                    self.get_logger().warning(f"step skipped {self.stale_frames} time(s) so far: no fresh frame of "
+                                              f"every camera (age next to the joint state, s: {ages})")
+                return
+            for name, view in frames.items():
+                self.view_pubs[name].publish(to_image_msg(view, "rgb8", frame_id=f"{name}_policy_view",
+                                                          stamp=self.task.header.stamp))
+        obs = self.spec.build_state(self.joints, self.ee, [self.task.goal.x, self.task.goal.y, self.task.goal.z])
         if self.prev is not None:
-            prev_obs, prev_action, prev_human = self.prev
+            prev_obs, prev_action, prev_human, prev_frames = self.prev
             reward = float(self.task.reward)
             success = bool(self.task.success)
             event, self.pending_event = self.pending_event, None
@@ -260,7 +322,8 @@ class ActorNode(Node):
                 success = True
             terminated = success or event == EpisodeEvent.FAILURE
             truncated = not terminated and self.step_index >= self.params["max_episode_steps"]
-            self._send(prev_obs, prev_action, reward, obs, terminated, truncated, prev_human)
+            self._send(prev_obs, prev_action, reward, obs, terminated, truncated, prev_human, prev_frames,
+                       frames if (terminated or truncated) else None)
             self.episode_reward += reward
             if terminated or truncated:
                 reason = "success" if success else ("failure" if terminated else "timeout")
@@ -273,23 +336,30 @@ class ActorNode(Node):
         elif self.policy is None:  # demonstration recording: nobody drives, the arm holds
             action, is_human = np.zeros(ACTION_DIM, np.float32), False
         else:
-            action = self.policy.act(obs, deterministic=self.params["deterministic"], generator=self.generator)
+            action = self.policy.act(obs, frames, deterministic=self.params["deterministic"], generator=self.generator)
             is_human = False
         cmd = EndEffectorCommand(dx=float(action[0]), dy=float(action[1]), dz=float(action[2]),
                                  gripper=float(action[3]) if len(action) > 3 else 0.0, is_intervention=is_human)
         cmd.header.stamp = self._command_stamp()
         cmd.header.frame_id = topics.BASE_FRAME
         self.cmd_pub.publish(cmd)
-        self.prev = (obs, np.asarray(action, np.float32), is_human)
+        self.prev = (obs, np.asarray(action, np.float32), is_human, frames)
         self.step_index += 1
         self.total_steps += 1
 
-    def _send(self, obs, action, reward, next_obs, terminated, truncated, is_human) -> None:
+    def _send(self, obs, action, reward, next_obs, terminated, truncated, is_human, frames=None,
+              next_frames=None) -> None:
+        """One transition; camera frames of s_t, and of s_{t+1} only at an episode's end (the
+        next transition brings them otherwise: each frame crosses the wire once)."""
         self.seq += 1
         msg = Transition(actor_id=self.params["actor_id"], seq=self.seq, episode=self.episode,
                          step=self.step_index - 1, observation=obs.tolist(), next_observation=next_obs.tolist(),
                          action=[float(a) for a in action], reward=reward, terminated=terminated,
-                         truncated=truncated, is_intervention=is_human)
+                         truncated=truncated, is_intervention=is_human, observation_spec=self.spec.fingerprint)
+        if frames:
+            msg.images = [to_image_msg(frames[c.name], "rgb8", frame_id=c.name) for c in self.spec.cameras]
+        if next_frames:
+            msg.next_images = [to_image_msg(next_frames[c.name], "rgb8", frame_id=c.name) for c in self.spec.cameras]
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.session = self.session
         data = serialize_message(msg)

@@ -19,6 +19,13 @@ after a learner restart. Checkpoints are written by the training thread from a c
 snapshot (buffers and sequence numbers taken together), so what a checkpoint says it holds is
 exactly what it holds.
 
+Observations: the learner reads the same description as the actor (``task`` and
+``observation`` in config/observation/<task>.yaml) and refuses transitions built with another
+(their ``observation_spec`` fingerprint), with the reason. With cameras, each frame is stored
+once per buffer (hilserl_ros.learning.pairing), the buffers' memory is bounded by
+``image_buffer_gb`` (the capacity is cut to fit, and the log says so), and with the frozen
+pretrained encoder each frame's features are computed once, on arrival.
+
 Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
 ``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
 target entropy in force, alpha, and the HIL-SERL default -action_dim/2; the condition stays
@@ -42,12 +49,14 @@ from hilserl_ros import topics
 from hilserl_ros.learning import checkpoint
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
 from hilserl_ros.learning.link import SequenceTracker
+from hilserl_ros.learning.pairing import FramePairer, Step
 from hilserl_ros.learning.config import KNOB_RANGES, SACConfig
 from hilserl_ros.learning.sac import SACAgent, sha256
 from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition, TransitionAck
-from hilserl_ros.observation import ACTION_DIM, OBS_DIM
+from hilserl_ros.observation import ACTION_DIM, load_observation
+from hilserl_ros.vision.ros_image import msg_to_rgb8
 from hilserl_ros.ros import qos
-from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.params import ParamSpec, declare, observation_params
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter, non_finite
 from hilserl_ros.srv import SaveCheckpoint
@@ -81,7 +90,14 @@ PARAMS = [
     ParamSpec("action_floor", 0.1, "... and mean |action| below this ...", min=0.0, max=1.0),
     ParamSpec("watchdog_window", 20, "... for this many consecutive statistics messages", min=1, max=10000),
     # fixed at start
-    ParamSpec("obs_dim", OBS_DIM, "state observation size", min=1, max=4096, read_only=True),
+    *observation_params("which observation of that file (state | pixels): the actor's"),
+    ParamSpec("pretrained_encoder", "", "camera encoder weights (safetensors); empty = the shipped SO-101 "
+              "encoder (hilserl_ros/vision/weights)", read_only=True),
+    ParamSpec("freeze_encoder", True, "keep the pretrained encoder fixed and cache each frame's features "
+              "(HIL-SERL); false trains it with the critic (about 0.7 updates/s here)", read_only=True),
+    ParamSpec("image_buffer_gb", 12.0, "memory bound of the camera frames in both buffers; capacities are cut "
+              "to fit (200k transitions of two 128x128 cameras would need 24.6 GB)", min=0.1, max=1024.0,
+              read_only=True, unit="GB"),
     ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
     ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
     ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
@@ -116,15 +132,17 @@ class LearnerNode(Node):
         self.params = declare(self, PARAMS)
         torch.set_num_threads(self.params["torch_threads"])
         p = self.params
+        self.observation = load_observation(p["task"], p["observation"], p["observation_file"] or None)
         self.config = SACConfig(
-            obs_dim=p["obs_dim"], action_dim=p["action_dim"], hidden_dims=tuple(p["hidden_dims"]),
+            obs_dim=self.observation.obs_dim, action_dim=p["action_dim"], hidden_dims=tuple(p["hidden_dims"]),
             num_critics=p["num_critics"], grasp_critic=p["grasp_critic"], discount=p["discount"], tau=p["tau"],
             actor_lr=p["actor_lr"], critic_lr=p["critic_lr"], temperature_lr=p["temperature_lr"],
             temperature_init=p["temperature"], target_entropy=p["target_entropy"], utd_ratio=p["utd_ratio"],
-            batch_size=p["batch_size"], grasp_penalty=p["grasp_penalty"], seed=p["seed"])
+            batch_size=p["batch_size"], grasp_penalty=p["grasp_penalty"], seed=p["seed"],
+            **self._image_config())
         self.agent = SACAgent(self.config)
-        self.rl = ReplayBuffer(p["rl_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"])
-        self.demo = ReplayBuffer(p["demo_capacity"], p["obs_dim"], p["action_dim"], seed=p["seed"] + 1)
+        self.rl, self.demo = self._make_buffers()
+        self.pairer = FramePairer()
         self.drops = DropCounter(self.get_logger(), "transition")
         self.received = 0
         self.duplicates = 0
@@ -174,28 +192,100 @@ class LearnerNode(Node):
         self.params.on_change("batch_size", a.set_batch_size)
         self.params.on_change("grasp_penalty", lambda v: setattr(a.config, "grasp_penalty", float(v)))
 
+    def _image_config(self) -> dict:
+        spec = self.observation
+        if not spec.cameras:
+            return {}
+        from hilserl_ros.vision.pretrain import WEIGHTS
+        return {"image_keys": spec.image_keys, "image_size": spec.cameras[0].size,
+                "pretrained_encoder": self.params["pretrained_encoder"] or WEIGHTS,
+                "freeze_encoder": self.params["freeze_encoder"]}
+
+    def _make_buffers(self) -> tuple[ReplayBuffer, ReplayBuffer]:
+        p, spec = self.params, self.observation
+        shapes = spec.image_shapes or None
+        rl_capacity, demo_capacity = p["rl_capacity"], p["demo_capacity"]
+        extra = {}
+        if shapes:
+            frame_bytes = sum(int(np.prod(s)) for s in shapes.values())
+            budget = p["image_buffer_gb"] * 1e9
+            # frames of both buffers within the budget (1.25 frames per transition), RL : demo as configured
+            fit = int(budget / (1.25 * frame_bytes * (1 + demo_capacity / rl_capacity)))
+            if fit < rl_capacity:
+                cut_demo = max(100, int(fit * demo_capacity / rl_capacity))
+                self.get_logger().warning(
+                    f"camera frames of {rl_capacity} + {demo_capacity} transitions ({len(shapes)} x "
+                    f"{frame_bytes // len(shapes) // 1024} KiB per step) would take "
+                    f"{1.25 * frame_bytes * (rl_capacity + demo_capacity) / 1e9:.1f} GB, over image_buffer_gb="
+                    f"{p['image_buffer_gb']:g}: capacities cut to {max(100, fit)} + {cut_demo}")
+                rl_capacity, demo_capacity = max(100, fit), cut_demo
+            if self.config.freeze_encoder:
+                extra = dict(featurize=self.agent.encoder.camera_features, feature_dim=self.config.latent_dim)
+        rl = ReplayBuffer(rl_capacity, spec.obs_dim, p["action_dim"], shapes, seed=p["seed"], **extra)
+        demo = ReplayBuffer(demo_capacity, spec.obs_dim, p["action_dim"], shapes, seed=p["seed"] + 1, **extra)
+        if shapes:
+            self.get_logger().info(
+                f"observation {spec.fingerprint}: cameras {list(spec.image_keys)}, buffers {rl_capacity} + "
+                f"{demo_capacity} transitions, {(rl.nbytes + demo.nbytes) / 1e9:.2f} GB reserved"
+                + (", frozen encoder features cached per frame" if extra else ""))
+        return rl, demo
+
     # ------------------------------------------------------------------ inputs
     def _on_transition(self, msg: Transition) -> None:
         reason = self._invalid(msg)
         if reason:
             self.drops.drop(reason)
             return
-        args = (msg.observation, msg.action, msg.reward, msg.next_observation, msg.terminated, msg.is_intervention)
+        try:
+            step = self._step_of(msg)
+        except ValueError as err:
+            self.drops.drop(f"camera frame: {err}")
+            return
         with self._ingest_lock:
-            tracker = self.links.setdefault((msg.actor_id, msg.session), SequenceTracker())
+            key = (msg.actor_id, msg.session)
+            tracker = self.links.setdefault(key, SequenceTracker())
             if not tracker.accept(msg.seq):
                 self.duplicates += 1  # re-sent after a restart or a stall: we have it already
                 return
-            self.rl.add(*args)
-            if msg.is_intervention:
-                self.demo.add(*args)  # HIL-SERL: interventions are demonstrations too
+            # HIL-SERL: interventions are demonstrations too
+            self._store(key, step, (self.rl, self.demo) if msg.is_intervention else (self.rl,))
             self.received += 1
+
+    def _step_of(self, msg: Transition) -> Step:
+        images = {c.name: msg_to_rgb8(m) for c, m in zip(self.observation.cameras, msg.images)}
+        next_images = ({c.name: msg_to_rgb8(m) for c, m in zip(self.observation.cameras, msg.next_images)}
+                       if msg.next_images else None)
+        return Step(msg.seq, msg.episode, np.asarray(msg.observation, np.float32), np.asarray(msg.action, np.float32),
+                    float(msg.reward), np.asarray(msg.next_observation, np.float32), bool(msg.terminated),
+                    bool(msg.is_intervention), images, next_images)
+
+    def _store(self, key, step: Step, buffers: tuple) -> None:
+        if not self.observation.cameras:
+            for buffer in buffers:
+                buffer.add(step.obs, step.action, step.reward, step.next_obs, step.terminated, step.is_intervention)
+            return
+        self.pairer.add(key, step, buffers)
+
+    def _held_state(self, key, tracker: SequenceTracker) -> dict:
+        """The tracker's state as a checkpoint may claim it: without the seqs not yet held."""
+        unheld = self.pairer.unheld(key)
+        if not unheld:
+            return tracker.state()
+        held = self._held(key, tracker)
+        above = (set(range(held + 1, tracker.contiguous + 1)) | tracker.above) - unheld
+        return {"contiguous": held, "above": sorted(above)}
+
+    def _held(self, key, tracker: SequenceTracker) -> int:
+        """Every seq up to this is in a buffer: a transition waiting for its successor's frames
+        is accepted but not held, so it is neither acknowledged nor checkpointed as held."""
+        unheld = self.pairer.unheld(key)
+        return min(tracker.contiguous, min(unheld) - 1) if unheld else tracker.contiguous
 
     def _publish_acks(self) -> None:
         if not self.context.ok():
             return  # the final checkpoint at shutdown: the actors hear its numbers from the next run
         with self._ingest_lock:
-            marks = [(key, tracker.contiguous) for key, tracker in self.links.items()]
+            marks = [(key, self._held(key, tracker)) for key, tracker in self.links.items()]
         stamp = self.get_clock().now().to_msg()
         for (actor_id, session), received in marks:
             ack = TransitionAck(actor_id=actor_id, session=session, received_seq=received,
@@ -204,11 +294,24 @@ class LearnerNode(Node):
             self.ack_pub.publish(ack)
 
     def _invalid(self, msg: Transition) -> str | None:
-        obs_dim, action_dim = self.params["obs_dim"], self.params["action_dim"]
+        spec, action_dim = self.observation, self.params["action_dim"]
+        if msg.observation_spec != spec.fingerprint:
+            return (f"observation {msg.observation_spec or '(none given)'} is not the learner's {spec.fingerprint}: "
+                    f"actor and learner must use the same task and observation (config/observation)")
+        obs_dim = spec.obs_dim
         if len(msg.observation) != obs_dim or len(msg.next_observation) != obs_dim:
             return f"observation has {len(msg.observation)}/{len(msg.next_observation)} values, expected {obs_dim}"
         if len(msg.action) != action_dim:
             return f"action has {len(msg.action)} values, expected {action_dim}"
+        cameras = len(spec.cameras)
+        if len(msg.images) != cameras or len(msg.next_images) not in ((0, cameras) if cameras else (0,)):
+            return (f"{len(msg.images)}/{len(msg.next_images)} camera frames, expected {cameras} "
+                    f"({list(spec.image_keys)}; next frames only on an episode's last step)")
+        if cameras and (msg.terminated or msg.truncated) and not msg.next_images:
+            return "an episode's last transition must carry the frames of s_{t+1} (next_images)"
+        for camera, frame in zip(list(spec.cameras) * 2, list(msg.images) + list(msg.next_images)):
+            if (frame.height, frame.width) != (camera.size, camera.size):
+                return f"camera {camera.name}: frame {frame.width}x{frame.height}, expected {camera.size}x{camera.size}"
         for name, values in (("observation", msg.observation), ("next_observation", msg.next_observation),
                              ("action", msg.action), ("reward", [msg.reward])):
             reason = non_finite(name, values)
@@ -313,7 +416,7 @@ class LearnerNode(Node):
         the networks. Buffers and sequence numbers are snapshot together under the ingest lock."""
         with self._ingest_lock:
             buffers = {"rl": self.rl.state_dict(), "demo": self.demo.state_dict()}
-            links = [{"actor_id": a, "session": s, **t.state()} for (a, s), t in self.links.items()]
+            links = [{"actor_id": a, "session": s, **self._held_state((a, s), t)} for (a, s), t in self.links.items()]
             extra = {"received": self.received, "duplicates": self.duplicates, "links": links,
                      "episodes": self.episodes, "demo_bags_loaded": list(self.demo_bags_loaded)}
         state = {"agent": self.agent.state_dict(), "buffers": buffers, "extra": extra}
@@ -376,12 +479,16 @@ class LearnerNode(Node):
                 if self.params["demo_interventions_only"] and not msg.is_intervention:
                     continue
                 reason = self._invalid(msg)
+                if not reason:
+                    try:
+                        step = self._step_of(msg)
+                    except ValueError as err:
+                        reason = f"camera frame: {err}"
                 if reason:
                     self.drops.drop(f"demonstration from {bag}: {reason}")
                     refused += 1
                     continue
-                self.demo.add(msg.observation, msg.action, msg.reward, msg.next_observation, msg.terminated,
-                              msg.is_intervention)
+                self._store((key, msg.actor_id, msg.session), step, (self.demo,))
                 added += 1
             self.demo_bags_loaded.append(key)
             self.get_logger().info(f"preloaded {added} demonstration transitions from {bag}"

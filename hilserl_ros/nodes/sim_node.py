@@ -155,7 +155,7 @@ class SimNode(Node):
             # keep simulated time at time_scale x wall time (never ahead of it)
             ahead = (now - sim_start) / scale - (time.monotonic() - wall_start)
             if ahead > 0:
-                self._stop.wait(ahead)
+                self._stop.wait(min(ahead, period))  # bounded: a wrong anchor costs one period, not minutes
             elif ahead < -0.5:  # the CPU cannot keep up: do not try to catch up in a burst
                 wall_start, sim_start = time.monotonic(), now
 

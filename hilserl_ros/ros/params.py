@@ -133,3 +133,15 @@ PARAMETER_TYPE_NAMES = {
     ParameterType.PARAMETER_DOUBLE: "double",
     ParameterType.PARAMETER_STRING: "string",
 }
+
+
+def observation_params(observation_help: str) -> list[ParamSpec]:
+    """The parameters that pick the observation description (config/observation/<task>.yaml);
+    the actor, the learner and /sim_camera read the same one (launch arguments task, observation)."""
+    return [
+        ParamSpec("task", "reach", "task whose observation description is read (config/observation/<task>.yaml)",
+                  read_only=True),
+        ParamSpec("observation", "state", observation_help, read_only=True),
+        ParamSpec("observation_file", "", "the description's file; empty = config/observation/<task>.yaml",
+                  read_only=True),
+    ]

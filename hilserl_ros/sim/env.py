@@ -30,7 +30,7 @@ import yaml
 
 from hilserl_ros.human import make_operator
 from hilserl_ros.kinematics import ARM_JOINTS, EndEffectorTarget, GripperTarget, SO101Kinematics, WorkspaceBox
-from hilserl_ros.observation import ACTION_DIM, OBS_DIM, build_observation
+from hilserl_ros.observation import ACTION_DIM, ObservationSpec, load_observation
 from hilserl_ros.sim.world import DEFAULT_BOX, TASKS, SO101World
 
 
@@ -89,17 +89,29 @@ class EnvConfig:
 class SO101Env(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, config: EnvConfig | None = None, seed: int = 0, render_mode: str | None = None):
+    def __init__(self, config: EnvConfig | None = None, seed: int = 0, render_mode: str | None = None,
+                 observation: ObservationSpec | str = "state"):
+        """``observation``: a name in config/observation/<task>.yaml or a spec. A state-only
+        observation is a flat float32 vector; one with cameras is a dict: ``state`` and one
+        uint8 [size, size, 3] frame per camera, rendered as /sim_camera renders them."""
         self.config = config or EnvConfig()
         if self.config.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.config.task!r}")
+        if isinstance(observation, str):
+            observation = load_observation(self.config.task, observation)
+        self.observation_spec = observation
         self.render_mode = render_mode
         box = (tuple(self.config.box_min), tuple(self.config.box_max))
         self.world = SO101World(self.config.task, seed=seed, box=box)
         self.kin = SO101Kinematics(tcp_offset=self.config.tcp_offset)
         self.box = WorkspaceBox(*box)
         self.lower, self.upper = self.kin.lower, self.kin.upper
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        state_space = gym.spaces.Box(-np.inf, np.inf, (self.observation_spec.obs_dim,), np.float32)
+        if self.observation_spec.cameras:
+            self.observation_space = gym.spaces.Dict({"state": state_space, **{
+                c.name: gym.spaces.Box(0, 255, c.shape, np.uint8) for c in self.observation_spec.cameras}})
+        else:
+            self.observation_space = state_space
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self.period = 1.0 / self.config.control_rate
         self._seed = seed
@@ -150,9 +162,13 @@ class SO101Env(gym.Env):
         q_cmd = np.clip(q_cmd, q - self.config.max_step, q + self.config.max_step)
         return np.clip(q_cmd, self.lower, self.upper)
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self):
         q = self.world.joint_state()[0]
-        return build_observation(q, self.kin.position(q), self.state.goal)
+        state = self.observation_spec.build_state(q, self.kin.position(q), self.state.goal)
+        if not self.observation_spec.cameras:
+            return state
+        frames = {c.name: self.observation_spec.process_frame(c, self.world.render(c.name)) for c in self.observation_spec.cameras}
+        return {"state": state, **frames}
 
     def _info(self) -> dict:
         s = self.state
@@ -197,11 +213,11 @@ class ScriptedIntervention(gym.Wrapper):
 
 
 def make_env(task: str = "reach", seed: int = 0, operator: bool = True, config: EnvConfig | None = None,
-             share: str | None = None, demonstrate: bool = False):
+             share: str | None = None, demonstrate: bool = False, observation: ObservationSpec | str = "state"):
     """The env with the graph's configuration (config/ and config/tasks/), wrapped with the
     scripted operator (``demonstrate``: it drives every step, as make record-demos)."""
     config = config or EnvConfig.from_graph(task, share)
-    env = SO101Env(config, seed=seed)
+    env = SO101Env(config, seed=seed, observation=observation)
     # one seed for the run, as the graph's launch argument seed sets every node's
     return ScriptedIntervention(env, seed=seed, enabled=operator, demonstrate=demonstrate)
 

@@ -46,6 +46,9 @@ class LearnerSettings:
     updates_per_transition: float = 1.0
     rl_capacity: int = 200_000
     demo_capacity: int = 100_000
+    pretrained_encoder: str = ""  # "" = the shipped SO-101 camera encoder (hilserl_ros.vision.pretrain)
+    freeze_encoder: bool = True
+    image_buffer_gb: float = 12.0
 
     @classmethod
     def from_graph(cls, share: str | None = None, task: str | None = None, **overrides) -> "LearnerSettings":
@@ -54,7 +57,18 @@ class LearnerSettings:
         sac = {field_name: p[name] for name, field_name in _SAC_FIELDS.items() if name in p}
         return cls(sac=sac, training_starts=int(p.get("training_starts", 300)),
                    updates_per_transition=float(p.get("updates_per_transition", 1.0)),
-                   rl_capacity=int(p.get("rl_capacity", 200_000)), demo_capacity=int(p.get("demo_capacity", 100_000)))
+                   rl_capacity=int(p.get("rl_capacity", 200_000)), demo_capacity=int(p.get("demo_capacity", 100_000)),
+                   pretrained_encoder=str(p.get("pretrained_encoder", "")),
+                   freeze_encoder=bool(p.get("freeze_encoder", True)),
+                   image_buffer_gb=float(p.get("image_buffer_gb", 12.0)))
+
+    def image_config(self, spec) -> dict:
+        """SACConfig fields of an observation with cameras: the frozen pretrained encoder."""
+        if not spec.cameras:
+            return {}
+        from hilserl_ros.vision.pretrain import WEIGHTS
+        return {"image_keys": spec.image_keys, "image_size": spec.cameras[0].size,
+                "pretrained_encoder": self.pretrained_encoder or WEIGHTS, "freeze_encoder": self.freeze_encoder}
 
 
 @dataclass
@@ -111,7 +125,7 @@ def rolling(records: list[EpisodeRecord], window: int) -> tuple[float, float]:
 def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, max_minutes: float = 10.0,
               target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
-              update_hook=None, demo_episodes: int = 0) -> EnvRunResult:
+              update_hook=None, demo_episodes: int = 0, observation: str = "state") -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
     sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose);
@@ -119,35 +133,39 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     ``make record-demos``) are preloaded into the demonstration buffer first."""
     torch.set_num_threads(threads)
     learner = learner or LearnerSettings.from_graph(task=task)
-    env = make_env(task, seed=seed, operator=operator, config=env_config)
-    sac = dict(learner.sac, seed=seed)
-    config = SACConfig(obs_dim=env.observation_space.shape[0], action_dim=env.action_space.shape[0],
+    env = make_env(task, seed=seed, operator=operator, config=env_config, observation=observation)
+    spec = env.unwrapped.observation_spec
+    sac = dict(learner.sac, seed=seed, **learner.image_config(spec))
+    config = SACConfig(obs_dim=spec.obs_dim, action_dim=env.action_space.shape[0],
                        **{k: v for k, v in sac.items() if k not in ("obs_dim", "action_dim")})
     agent = SACAgent(config)
-    obs_dim, action_dim = config.obs_dim, config.action_dim
-    rl = ReplayBuffer(min(learner.rl_capacity, max_env_steps + 1), obs_dim, action_dim, seed=seed)
-    demo = ReplayBuffer(min(learner.demo_capacity, max_env_steps + 1), obs_dim, action_dim, seed=seed + 1)
+    rl, demo = make_buffers(agent, spec, min(learner.rl_capacity, max_env_steps + 1),
+                            min(learner.demo_capacity, max_env_steps + 1), seed)
     update = update_hook or (lambda a, sample: a.update(sample))
     def sample(n):
         return sample_mixed(rl, demo, n)
 
-    demo_stats = record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config) if demo_episodes else None
+    demo_stats = (record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config, observation)
+                  if demo_episodes else None)
 
     records: list[EpisodeRecord] = []
     start = time.monotonic()
     obs, _ = env.reset(seed=seed)
+    to_rl, to_demo = FrameFeed(rl), FrameFeed(demo)
     ep_reward, ep_steps, ep_human, received = 0.0, 0, 0, 0
     reached_at = None
     for step in range(1, max_env_steps + 1):
         if env.will_intervene:
-            action = np.zeros(action_dim, np.float32)  # the operator's action is executed instead
+            action = np.zeros(env.action_space.shape, np.float32)  # the operator's action is executed instead
         else:
-            action = agent.act(obs)
+            action = agent.act(*split(obs))
         next_obs, reward, terminated, truncated, info = env.step(action)
         executed, human = info["action"], info["intervention"]
-        rl.add(obs, executed, reward, next_obs, terminated, human)
+        to_rl.add(obs, executed, reward, next_obs, terminated, human)
         if human:
-            demo.add(obs, executed, reward, next_obs, terminated, human)  # HIL-SERL: interventions are demos
+            to_demo.add(obs, executed, reward, next_obs, terminated, human)  # HIL-SERL: interventions are demos
+        else:
+            to_demo.cut()
         received += 1
         ep_reward += reward
         ep_steps += 1
@@ -164,6 +182,8 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
                                          ep_human, time.monotonic() - start, agent.alpha))
             ep_reward, ep_steps, ep_human = 0.0, 0, 0
             obs, _ = env.reset()
+            to_rl.cut()
+            to_demo.cut()
             rate, _ = rolling(records, window)
             if progress is not None:
                 progress(records[-1], rate)
@@ -180,16 +200,58 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
                         agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0, [asdict(r) for r in records])
 
 
+def make_buffers(agent: SACAgent, spec, rl_capacity: int, demo_capacity: int, seed: int):
+    """The RL and demonstration buffers for ``spec``; with a frozen encoder they cache each
+    frame's features (hilserl_ros.learning.buffers)."""
+    shapes = spec.image_shapes or None
+    cached = bool(shapes) and agent.config.freeze_encoder
+    extra = dict(featurize=agent.encoder.camera_features, feature_dim=agent.config.latent_dim) if cached else {}
+    return (ReplayBuffer(rl_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed, **extra),
+            ReplayBuffer(demo_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed + 1, **extra))
+
+
+def split(obs) -> tuple[np.ndarray, dict | None]:
+    """(state, camera frames) of an env observation (a vector, or a dict with cameras)."""
+    if isinstance(obs, dict):
+        return obs["state"], {k: v for k, v in obs.items() if k != "state"}
+    return obs, None
+
+
+class FrameFeed:
+    """Adds consecutive transitions of one episode to a buffer, storing each camera frame
+    once: s_{t+1}'s frame is the next transition's s_t frame. ``cut`` ends a run of
+    consecutive transitions (an episode's end, or a step this buffer does not take)."""
+
+    def __init__(self, buffer: ReplayBuffer):
+        self.buffer = buffer
+        self.last: int | None = None  # frame number of the last transition's s_{t+1}
+
+    def add(self, obs, action, reward, next_obs, terminated, human) -> None:
+        state, frames = split(obs)
+        next_state, next_frames = split(next_obs)
+        if frames is None:
+            self.buffer.add(state, action, reward, next_state, terminated, human)
+            return
+        frame = self.last if self.last is not None else self.buffer.add_frames(frames)
+        self.last = self.buffer.add_frames(next_frames)
+        self.buffer.add(state, action, reward, next_state, terminated, human, frame=frame, next_frame=self.last)
+
+    def cut(self) -> None:
+        self.last = None
+
+
 def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
-                          env_config: EnvConfig | None = None) -> tuple[int, int]:
+                          env_config: EnvConfig | None = None, observation: str = "state") -> tuple[int, int]:
     """``episodes`` episodes driven by the scripted operator into ``buffer``; (successes, steps)."""
-    env = make_env(task, seed=seed, config=env_config, demonstrate=True)
+    env = make_env(task, seed=seed, config=env_config, demonstrate=True, observation=observation)
+    feed = FrameFeed(buffer)
     successes = steps = 0
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed if episode == 0 else None)
+        feed.cut()
         while True:
             next_obs, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, np.float32))
-            buffer.add(obs, info["action"], reward, next_obs, terminated, True)
+            feed.add(obs, info["action"], reward, next_obs, terminated, True)
             obs, steps = next_obs, steps + 1
             if terminated or truncated:
                 successes += bool(info["success"])
@@ -208,6 +270,8 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--no-operator", action="store_true", help="pure RL: the scripted operator never helps")
     parser.add_argument("--demos", type=int, default=0, help="scripted demonstration episodes preloaded (demo buffer)")
+    parser.add_argument("--observation", default="state",
+                        help="observation of config/observation/<task>.yaml: state | pixels")
     parser.add_argument("--result-json", default=None, help="write the outcome here (make bench-learning)")
     opts = parser.parse_args(argv)
 
@@ -218,11 +282,12 @@ def main(argv=None) -> int:
               flush=True)
 
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
-                       operator=not opts.no_operator, progress=show, demo_episodes=opts.demos)
+                       operator=not opts.no_operator, progress=show, demo_episodes=opts.demos,
+                       observation=opts.observation)
     summary = result.summary()
     print(json.dumps(summary))
     if opts.result_json:
-        record = {"task": opts.task, "observation": "state", "where": "env", **summary, "target": opts.target,
+        record = {"task": opts.task, "observation": opts.observation, "where": "env", **summary, "target": opts.target,
                   "demos": opts.demos,
                   "window": opts.window, "budget_minutes": opts.minutes}
         with open(opts.result_json, "w") as fh:

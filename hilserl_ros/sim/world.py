@@ -65,12 +65,15 @@ class SO101World:
 
     def __init__(self, task: str = "reach", seed: int = 0, box=DEFAULT_BOX, success_radius: float = 0.02,
                  lift_height: float = 0.05, render_size: int = 128, camera: str = "front"):
+        from hilserl_ros.sim.render import prepare_spec
+
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self.task = task
         self.box = (np.asarray(box[0], float), np.asarray(box[1], float))
         self.success_radius, self.lift_height = success_radius, lift_height
         spec = mujoco.MjSpec.from_file(scene_path())
+        prepare_spec(spec, os.path.dirname(scene_path()))  # low-poly visual meshes, the policy's cameras
         target = spec.worldbody.add_body(name="target", mocap=True, pos=[0.25, 0.0, 0.1])
         target.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[success_radius, 0, 0], rgba=[0.1, 0.9, 0.2, 0.5],
                         contype=0, conaffinity=0, group=0)
@@ -89,7 +92,6 @@ class SO101World:
         self.model.geom_contype[pads] = 1  # compiled inert (bit 2); on for grasping
         self.model.geom_conaffinity[pads] = 1
         self.pad_geoms = tuple(pads)
-        self.model.vis.quality.offsamples = 0  # no multisampling: software rendering is slow enough
         self.data = mujoco.MjData(self.model)
         self.lock = threading.RLock()
         self.rng = np.random.default_rng(seed)
@@ -157,7 +159,11 @@ class SO101World:
 
     @property
     def time(self) -> float:
-        return float(self.data.time)
+        # under the lock: reset() passes through time 0 (mj_resetData) before putting the
+        # clock back, and a reader in another thread must never see that (it stalled /sim
+        # for minutes: its pacing took 0 as the start of the run)
+        with self.lock:
+            return float(self.data.time)
 
     # ------------------------------------------------------------------ the arm
     def set_joint_targets(self, positions) -> None:
@@ -224,17 +230,14 @@ class SO101World:
             return TaskState(self.task, self.goal.copy(), ee, distance, reward, bool(success), float(self.data.time))
 
     # ------------------------------------------------------------------ camera
-    def render(self) -> np.ndarray:
-        """The front camera as uint8 RGB [H, W, 3]; visual meshes hidden (cheaper on CPU).
-        Physics is held only while the scene is copied, not while it is drawn. Call from one
-        thread (the renderer owns a GL context)."""
+    def render(self, camera: str | None = None) -> np.ndarray:
+        """One camera (default: the one given at construction) as uint8 RGB [H, W, 3]
+        (hilserl_ros.sim.render). Physics is held only while the scene is copied, not while it
+        is drawn. Call from one thread (the renderer owns a GL context)."""
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self._render_size, self._render_size)
-            self._scene_option = mujoco.MjvOption()
-            self._scene_option.geomgroup[:] = [1, 0, 0, 1, 0, 0]  # primitives + collision shapes
-        with self.lock:
-            self._renderer.update_scene(self.data, camera=self._camera, scene_option=self._scene_option)
-        return self._renderer.render().copy()
+            from hilserl_ros.sim.render import CameraRenderer
+            self._renderer = CameraRenderer(self.model, self._render_size)
+        return self._renderer.render(self.data, camera or self._camera, self.lock)
 
     def show(self, joints, goal, block=None) -> None:
         """Pose the model for rendering only (another process runs the physics): joints (rad),

@@ -154,3 +154,15 @@ def msg_to_rgb8(msg: Image, *, float_scale: float | None = None) -> np.ndarray:
     if msg.encoding.startswith("bgr"):
         pixels = pixels[..., [2, 1, 0]]
     return to_uint8(pixels, float_scale=float_scale)
+
+
+def compressed_to_rgb8(msg) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (JPEG or PNG, as image_transport's compressed plugin
+    sends it) as uint8 RGB (H, W, 3); ValueError when it does not decode."""
+    import cv2
+
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if pixels is None:
+        raise ValueError(f"compressed image ({msg.format or 'no format'}, {data.size} bytes) does not decode")
+    return pixels[..., ::-1].copy()  # OpenCV decodes to BGR
