@@ -5,10 +5,16 @@
 - observation-to-command latency at 10 Hz: for each EE command, the time since the newest
   /joint_states sample arrived here (its stamp is simulated time in simulation): the joint
   state -> IK pose -> actor -> command path, DDS hops included; p50 and p99;
-- weight broadcast latency: PolicyWeights stamp (learner) to arrival, for the state policy of
-  the running graph, and for an image policy (one 128x128 camera) sent the same way;
+- weight broadcast latency: PolicyWeights stamp (learner) to arrival, for the policy of
+  the running graph (state or pixels), and for an image policy (one 128x128 camera, trained
+  encoder) sent the same way;
 - transitions per second actor -> learner, which is also the simulated environment steps per
   second through the full graph (one transition per step), at time_scale 1 and 3;
+- with cameras (``observation:=pixels`` on pick_cube: front and wrist at 128x128, rendered by
+  /sim_camera in its own process): the same figures, plus each camera's render cost while the
+  whole graph runs (/sim_camera's diagnostics: median render time, frames/s it allows), the
+  frames/s arriving on the camera topics, and the effective time scale (simulated seconds per
+  wall second = env steps/s / 10 Hz; >= 1 means image training runs at least in real time);
 - wall-clock time `make train` takes to reach 90% policy success on reach (skip: --no-train).
 """
 from __future__ import annotations
@@ -35,11 +41,15 @@ def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def run_graph(seconds: float, time_scale: float) -> dict:
+CONTROL_RATE = 10.0  # Hz, config/actor.yaml
+
+
+def run_graph(seconds: float, time_scale: float, task: str = "reach", observation: str = "state") -> dict:
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
+    from sensor_msgs.msg import Image, JointState
 
     from hilserl_ros import topics
     from hilserl_ros.graph import TRAIN_GRAPH
@@ -49,7 +59,8 @@ def run_graph(seconds: float, time_scale: float) -> dict:
 
     workdir = tempfile.mkdtemp(prefix="bench-graph-")
     log = open(os.path.join(workdir, "graph.log"), "w", buffering=1)
-    launcher = Launcher(TRAIN_GRAPH, {"time_scale": str(time_scale), "foxglove": "false",
+    launcher = Launcher(TRAIN_GRAPH, {"time_scale": str(time_scale), "foxglove": "false", "task": task,
+                                      "observation": observation,
                                       "checkpoint_dir": os.path.join(workdir, "checkpoints"),
                                       "spool_dir": os.path.join(workdir, "spool")}, out=log)
     runner = threading.Thread(target=launcher.run, kwargs={"install_signal_handlers": False}, daemon=True)
@@ -59,6 +70,14 @@ def run_graph(seconds: float, time_scale: float) -> dict:
     node = rclpy.create_node("bench_graph", context=context)
     latest_joint = [None]
     command_ages, weight_latency, transitions = [], [], []
+    camera_topics = {"front": topics.CAMERA_IMAGE, "wrist": topics.WRIST_CAMERA_IMAGE} if observation != "state" else {}
+    frames = {name: [] for name in camera_topics}
+    render = {}  # camera -> latest /sim_camera diagnostic values
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            if status.name.startswith("sim_camera: "):
+                render[status.name.split(": ", 1)[1]] = {v.key: v.value for v in status.values}
 
     def on_joints(msg):
         latest_joint[0] = time.time()  # arrival: in simulation the stamps are simulated time
@@ -75,18 +94,25 @@ def run_graph(seconds: float, time_scale: float) -> dict:
     node.create_subscription(PolicyWeights, topics.POLICY_WEIGHTS, on_weights, qos.LATCHED)
     node.create_subscription(Transition, topics.TRANSITIONS, lambda m: transitions.append(time.monotonic()),
                              qos.TRANSITIONS)
+    node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, on_diagnostics, qos.EVENTS)
+    for name, topic in camera_topics.items():
+        node.create_subscription(Image, topic, lambda m, n=name: frames[n].append(time.monotonic()), qos.SENSOR)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while len(transitions) < 20 and time.monotonic() < deadline:  # graph up and stepping
             executor.spin_once(timeout_sec=0.1)
         command_ages.clear()
         weight_latency.clear()
+        render.clear()
         start, n0 = time.monotonic(), len(transitions)
+        f0 = {name: len(f) for name, f in frames.items()}
         while time.monotonic() - start < seconds:
             executor.spin_once(timeout_sec=0.05)
-        steps = (len(transitions) - n0) / (time.monotonic() - start)
+        wall = time.monotonic() - start
+        steps = (len(transitions) - n0) / wall
+        received = {name: (len(f) - f0[name]) / wall for name, f in frames.items()}
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -95,10 +121,15 @@ def run_graph(seconds: float, time_scale: float) -> dict:
         runner.join(timeout=60)
     ages = np.array(command_ages) * 1e3
     lat = np.array(weight_latency) * 1e3
-    return {"time_scale": time_scale, "env_steps_per_s": steps, "transitions_per_s": steps,
+    cameras = {name: {"frames_per_s_received": received[name],
+                      "render_ms_median": float(render[name]["render_ms_median"]) if render.get(name) else None,
+                      "frames_per_s_possible": float(render[name]["frames_per_s_possible"]) if render.get(name)
+                      else None} for name in camera_topics}
+    return {"task": task, "observation": observation, "time_scale": time_scale, "env_steps_per_s": steps,
+            "transitions_per_s": steps, "effective_time_scale": steps / CONTROL_RATE, "cameras": cameras,
             "obs_to_command_ms": {"p50": float(np.median(ages)), "p99": float(np.percentile(ages, 99)),
                                   "n": int(ages.size)} if ages.size else None,
-            "state_weights_latency_ms": {"p50": float(np.median(lat)), "max": float(lat.max()),
+            "weights_latency_ms": {"p50": float(np.median(lat)), "max": float(lat.max()),
                                          "n": int(lat.size)} if lat.size else None}
 
 
@@ -158,16 +189,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="measurement window per time scale")
     parser.add_argument("--no-train", action="store_true", help="skip the time-to-90%% training run")
+    parser.add_argument("--no-pixels", action="store_true", help="skip the camera (observation:=pixels) runs")
     opts = parser.parse_args()
     graphs = []
-    for scale in (1.0, 3.0):
-        g = run_graph(opts.seconds, scale)
+    runs = [("reach", "state", 1.0), ("reach", "state", 3.0)]
+    if not opts.no_pixels:
+        runs += [("pick_cube", "pixels", 1.0), ("pick_cube", "pixels", 3.0)]
+    for task, observation, scale in runs:
+        g = run_graph(opts.seconds, scale, task, observation)
         graphs.append(g)
         lat = g["obs_to_command_ms"] or {"p50": float("nan"), "p99": float("nan")}
-        w = g["state_weights_latency_ms"] or {"p50": float("nan"), "max": float("nan")}
-        print(f"[bench] time_scale {scale:g}: {g['env_steps_per_s']:.1f} env steps/s = transitions/s through the "
-              f"graph; obs->command p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms; state weights "
-              f"p50 {w['p50']:.1f} ms", flush=True)
+        w = g["weights_latency_ms"] or {"p50": float("nan"), "max": float("nan")}
+        print(f"[bench] {task} {observation}, time_scale {scale:g}: {g['env_steps_per_s']:.1f} env steps/s = "
+              f"transitions/s through the graph (effective time scale {g['effective_time_scale']:.2f}); "
+              f"obs->command p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms; weights p50 {w['p50']:.1f} ms",
+              flush=True)
+        for name, c in g["cameras"].items():
+            possible = c["frames_per_s_possible"]
+            print(f"[bench]   camera {name}: {c['frames_per_s_received']:.1f} frames/s on its topic; render "
+                  + (f"{c['render_ms_median']:.1f} ms median = {possible:.0f} frames/s possible" if possible
+                     else "cost not reported") + " with the graph running", flush=True)
     image = image_weights_latency()
     print(f"[bench] image policy weights ({image['bytes'] / 1e6:.1f} MB): p50 {image['p50_ms']:.1f} ms, "
           f"max {image['max_ms']:.1f} ms", flush=True)
@@ -179,8 +220,13 @@ def main() -> int:
                            "image_weights": image, "time_to_90_percent": train})
     print(f"[bench] wrote {path}")
     first = graphs[0]["obs_to_command_ms"] or {"p50": float("nan"), "p99": float("nan")}
+    pixels = [g for g in graphs if g["observation"] != "state"]
+    slowest = min((c["frames_per_s_possible"] or 0.0 for g in pixels for c in g["cameras"].values()), default=None)
     print(f"[bench] obs->command p50 {first['p50']:.1f} ms / p99 {first['p99']:.1f} ms at 10 Hz; "
           f"{graphs[1]['env_steps_per_s']:.0f} env steps/s at time_scale 3"
+          + (f"; pixels (2 cameras): {pixels[-1]['env_steps_per_s']:.0f} env steps/s at time_scale 3 (effective "
+             f"{pixels[-1]['effective_time_scale']:.2f}), slowest camera {slowest:.0f} frames/s possible"
+             if pixels else "")
           + (f"; 90% reach success after {train['minutes']} min" if train and train["reached"] else ""))
     return 0
 

@@ -8,7 +8,12 @@ Counting: one *gradient step* = one critic step + one actor step (what SB3's
 same torch thread count, both sampling from a replay buffer prefilled with the same number
 of transitions. The HIL-SERL configuration (UTD 2 = two critic steps per actor step, LayerNorm
 critics) is reported separately as an absolute rate. (b) one 128x128 camera + state: both
-sides use the same conv encoder (SB3 through a features extractor), shared by actor and critic.
+sides use the same conv encoder (SB3 through a features extractor, where its CnnPolicy puts its
+NatureCNN), shared by actor and critic, trained. (c) the same camera with the encoder frozen:
+here each frame's features are cached on arrival, SB3 runs the frozen encoder on every batch
+(it has no cache): not equal work, but what each does with a frozen encoder. (d) the learner's
+own pixel configuration (two cameras, UTD 2) as an absolute rate, and the encoder time caching
+moves to a frame's arrival.
 """
 from __future__ import annotations
 
@@ -52,13 +57,13 @@ def ours(config: SACConfig, transitions: int, images: bool = False):
     """With a frozen encoder, the buffer caches each frame's features as the learner does."""
     torch.manual_seed(0)
     agent = SACAgent(config)
-    shapes = {"front": (IMG, IMG, 3)} if images else {}
+    shapes = {k: (IMG, IMG, 3) for k in config.image_keys} if images else {}
     cached = dict(featurize=agent.encoder.camera_features, feature_dim=config.latent_dim) \
         if images and config.freeze_encoder else {}
     buf = ReplayBuffer(transitions, config.obs_dim, config.action_dim, shapes, seed=0, **cached)
     rng = np.random.default_rng(0)
     for _ in range(transitions):
-        frames = {"front": rng.integers(0, 256, (IMG, IMG, 3), dtype=np.uint8)} if images else None
+        frames = {k: rng.integers(0, 256, (IMG, IMG, 3), dtype=np.uint8) for k in shapes} if images else None
         buf.add(rng.normal(size=config.obs_dim), rng.uniform(-1, 1, config.action_dim), float(rng.normal()),
                 rng.normal(size=config.obs_dim), False, images=frames, next_images=frames)
 
@@ -173,6 +178,20 @@ def main(argv=None) -> int:
     for name, r in frozen.items():
         print(f"[bench] image frozen {name:15s} {r['median']:7.2f} updates/s (min {r['min']:.2f}, max {r['max']:.2f})")
 
+    # what /learner runs for pick_cube from pixels: two cameras, 9 state values, LayerNorm critics,
+    # UTD 2, frozen encoder with cached features; and what caching moves to a frame's arrival
+    pick_cfg = SACConfig(obs_dim=9, action_dim=ACT, hidden_dims=HIDDEN, utd_ratio=2, batch_size=BATCH,
+                         image_keys=("front", "wrist"), image_size=IMG, freeze_encoder=True)
+    pick = interleaved({"hilserl_ros": lambda f=ours(pick_cfg, 600, images=True): f(frozen_steps)},
+                       {"hilserl_ros": frozen_steps}, frozen_repeats)["hilserl_ros"]
+    encoder = SACAgent(pick_cfg).encoder
+    frame = {k: np.random.default_rng(1).integers(0, 256, (IMG, IMG, 3), dtype=np.uint8) for k in pick_cfg.image_keys}
+    arrival = interleaved({"encode": lambda: [encoder.camera_features(frame) for _ in range(20)]}, {"encode": 20},
+                          frozen_repeats)["encode"]
+    print(f"[bench] learner's pixel configuration (pick_cube: 2 cameras + 9 state values, LayerNorm critics, UTD 2, "
+          f"cached features): {pick['median']:.1f} updates/s (min {pick['min']:.1f}, max {pick['max']:.1f}); "
+          f"encoding a step's two frames on arrival: {1e3 / arrival['median']:.1f} ms")
+
     image_buffer = ReplayBuffer(1000, OBS, ACT, {"front": (IMG, IMG, 3)})
     per_transition = image_buffer.nbytes / 1000
     print(f"[bench] replay memory: {per_transition / 1024:.1f} KiB per transition with one {IMG}x{IMG} camera "
@@ -197,6 +216,10 @@ def main(argv=None) -> int:
                                  "hilserl_ros caches features per frame, SB3 recomputes them per batch",
                                  "hilserl_ros": frozen["hilserl_ros"], "sb3": frozen["sb3"],
                                  "ratio": frozen["hilserl_ros"]["median"] / frozen["sb3"]["median"]},
+        "image_learner_pixel_config": {"config": "pick_cube pixels: front + wrist 128x128 + state 9, frozen "
+                                       "ConvEncoder with features cached per frame, 2 LayerNorm critics 256x256, "
+                                       "batch 256, UTD 2", "hilserl_ros": pick,
+                                       "encode_ms_per_step_on_arrival": 1e3 / arrival["median"]},
         "replay_bytes_per_image_transition": per_transition,
         "quick": opts.quick,
     })

@@ -10,6 +10,7 @@ launcher reports when a node's process starts, when the node appears on the ROS 
 when it dies (exit code and its last lines). Ctrl-C (SIGINT) or SIGTERM is forwarded to every
 node; nodes that do not stop within the grace period are terminated, then killed. Nodes run in
 their own process groups and get SIGTERM if the launcher itself dies, so nothing is left behind.
+The summary at the end says where the machine's time went: CPU seconds per node (all its runs).
 """
 from __future__ import annotations
 
@@ -117,6 +118,25 @@ class ManagedNode:
     status: str = "pending"
     reader: threading.Thread | None = None
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    cpu_before: float = 0.0  # CPU seconds of its earlier (dead) processes
+    cpu_now: float = 0.0  # ... of the running one, last read
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.cpu_before + self.cpu_now
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc), None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat(5))
 
 
 class Launcher:
@@ -160,6 +180,7 @@ class Launcher:
 
     # -- process control ----------------------------------------------------------------------
     def _start(self, managed: ManagedNode) -> None:
+        managed.cpu_before, managed.cpu_now = managed.cpu_seconds, 0.0
         managed.process = subprocess.Popen(
             managed.command,
             stdin=subprocess.DEVNULL,
@@ -186,6 +207,16 @@ class Launcher:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:
                     pass
+
+    def _read_cpu(self) -> None:
+        for managed in self._running():
+            seconds = process_cpu_seconds(managed.process.pid)
+            if seconds is not None:
+                managed.cpu_now = seconds
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per node so far (read about once a second while it runs)."""
+        return {m.spec.name: round(m.cpu_seconds, 1) for m in self.nodes}
 
     def _running(self) -> list[ManagedNode]:
         return [m for m in self.nodes if m.process is not None and m.process.poll() is None]
@@ -317,10 +348,14 @@ class Launcher:
             watcher.start()
         for managed in self.nodes:
             self._start(managed)
+        ticks = 0
         while not self._stop.is_set():
             if self._stop_reason is not None:
                 self.request_stop(self._stop_reason)
                 break
+            ticks += 1
+            if ticks % 10 == 0:
+                self._read_cpu()
             self._reap()
             self._respawn_due()
             self._report_up()
@@ -343,6 +378,7 @@ class Launcher:
     def _shutdown(self) -> None:
         """SIGINT, then SIGTERM after the grace period, then SIGKILL."""
         self._stopping = True
+        self._read_cpu()  # the last reading before they go
         previous = None
         for sig, wait in ((signal.SIGINT, self.grace_period), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             running = self._running()
@@ -366,10 +402,12 @@ class Launcher:
                 managed.status = "stopped"
 
     def _summary(self) -> None:
-        self.say("summary:")
+        self.say("summary (cpu: CPU seconds the node used, and its share of all nodes'):")
+        total = sum(m.cpu_seconds for m in self.nodes) or 1.0
         for managed in self.nodes:
             code = managed.process.returncode if managed.process is not None else None
-            self.say(f"  {managed.spec.name:18s} {managed.status:10s} exit={code} restarts={managed.restarts}")
+            self.say(f"  {managed.spec.name:18s} {managed.status:10s} exit={code} restarts={managed.restarts} "
+                     f"cpu={managed.cpu_seconds:.1f} s ({100 * managed.cpu_seconds / total:.0f}%)")
 
 
 def load_graph(ref: str) -> Graph:

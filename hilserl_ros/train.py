@@ -187,8 +187,9 @@ def plot(run_dir: str, monitor: Monitor, window: int) -> str:
 
 
 def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: float, overrides: dict,
-                 opts, demo_minutes: float = 0.0) -> None:
-    """The run as one record of bench/results/learning.json."""
+                 opts, demo_minutes: float = 0.0, cpu_seconds: dict | None = None) -> None:
+    """The run as one record of bench/results/learning.json (``cpu_seconds``: per node, where the
+    machine's time went)."""
     import json
 
     record = {"task": overrides.get("task", "reach"), "observation": overrides.get("observation", "state"),
@@ -197,7 +198,7 @@ def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: f
               "episodes": s["episodes"], "env_steps": s["env_steps"], "updates": s["updates"],
               "final_policy_success": s["autonomous"], "final_intervention_rate": s["intervention"],
               "final_alpha": s["alpha"], "target": opts.target, "window": opts.window, "budget_minutes": opts.minutes,
-              "demos": opts.demos, "demo_minutes": round(demo_minutes, 3)}
+              "demos": opts.demos, "demo_minutes": round(demo_minutes, 3), "cpu_seconds": cpu_seconds or {}}
     with open(path, "w") as fh:
         json.dump(record, fh, indent=1)
 
@@ -297,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     monitor.node.destroy_node()
     context.try_shutdown()
     minutes = elapsed / 60
+    cpu = launcher.cpu_seconds()
+    busiest = sorted(cpu.items(), key=lambda kv: -kv[1])[:4]
+    print(f"[train] where the time went (CPU s per node, {os.cpu_count()} cores x {elapsed:.0f} s wall): "
+          + ", ".join(f"{name} {seconds:.0f}" for name, seconds in busiest))
     if opts.result_json:
-        write_result(opts.result_json, monitor, s, reached, minutes, overrides, opts, demo_minutes)
+        write_result(opts.result_json, monitor, s, reached, minutes, overrides, opts, demo_minutes, cpu)
     print(f"[train] history {history}, learner statistics {run_dir}/learner_stats.csv; all plots: "
           f"make report ARGS={run_dir}")
     if reached:

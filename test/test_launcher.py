@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -88,6 +89,10 @@ def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher
     assert code == 1, "a node died during the run, so the launcher reports failure"
     assert re.search(r"sending SIGKILL", launcher.output)
     assert re.search(r"talker\s+stopped\s+exit=0", launcher.output), launcher.output
+    # where the time went: CPU seconds per node, read once a second (the crasher may die unread)
+    cpu = {m[0]: float(m[1]) for m in re.findall(r"\[launch\]\s+(\w+)\s+\w+\s+exit=.* cpu=([\d.]+) s", launcher.output)}
+    assert set(cpu) == {"talker", "crasher", "stubborn"}, launcher.output
+    assert cpu["talker"] > 0.05  # importing rclpy and spinning alone costs that
     assert re.search(r"stubborn\s+killed\s+exit=-9", launcher.output), launcher.output
     assert processes_with_marker(launcher.marker) == []
     assert "talker on-death command ran" not in launcher.output  # it stopped cleanly
@@ -110,3 +115,17 @@ def test_clean_exit_of_every_node_ends_the_launcher(launcher_factory, tmp_path):
     assert launcher.proc.wait(timeout=20) == 0
     assert "talker: exited cleanly" in launcher.output
     assert "every node has exited" in launcher.output
+
+
+def test_cpu_seconds_of_a_process_are_read_from_proc():
+    from hilserl_ros.launcher import process_cpu_seconds
+
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # burn 0.3 s of CPU
+        pass
+    after = process_cpu_seconds(os.getpid())
+    assert before is not None and after - before >= 0.2
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert process_cpu_seconds(dead.pid) is None  # reaped: nothing to read

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
@@ -26,7 +27,8 @@ def world(tmp_path, node_process, ros):
     driver = node_process("hilserl_ros.nodes.hardware_node", "-p", "use_sim:=true", "-p", f"sim_port:={port}",
                           name="so101_driver")
     ik = node_process("hilserl_ros.nodes.ik_node", name="ee_ik")
-    node_process("hilserl_ros.nodes.sim_camera_node", "-p", "render_rate:=2.0", name="sim_camera")
+    node_process("hilserl_ros.nodes.sim_camera_node", "-p", "render_rate:=2.0", "-p", "report_period:=1.0",
+                 name="sim_camera")
     peer = ros.node("world_peer")
     probes = {
         "task": ros.probe(peer, TaskState, topics.TASK_STATE, qos.EVENTS),
@@ -34,6 +36,7 @@ def world(tmp_path, node_process, ros):
         "pose": ros.probe(peer, PoseStamped, topics.EE_POSE, qos.EVENTS),
         "image": ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR),
         "clock": ros.probe(peer, Clock, topics.CLOCK, qos.SENSOR),
+        "diagnostics": ros.probe(peer, DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS),
     }
     probes["joints"].wait(5, timeout=30)
     probes["pose"].wait(1, timeout=30)
@@ -110,6 +113,15 @@ def test_clock_and_rendered_camera_are_published(world):
     image = probes["image"].wait(1, timeout=30)[-1]
     assert (image.height, image.width, image.encoding) == (128, 128, "rgb8")
     assert len(image.data) == 128 * 128 * 3 and np.frombuffer(bytes(image.data), np.uint8).std() > 5
+    # what a frame costs to render while it runs: on /diagnostics, once frames were drawn
+    def render_status(msg):
+        return next((s for s in msg.status if s.name == "sim_camera: front" and s.level == DiagnosticStatus.OK),
+                    None)
+    report = probes["diagnostics"].wait(1, timeout=15, where=lambda m: render_status(m) is not None)[-1]
+    values = {v.key: v.value for v in render_status(report).values}
+    assert render_status(report).hardware_id == topics.CAMERA_IMAGE
+    assert 0.0 < float(values["render_ms_median"]) < 1000.0 and int(values["frames"]) >= 1
+    assert float(values["frames_per_s_possible"]) == pytest.approx(1e3 / float(values["render_ms_median"]), rel=1e-2)
 
 
 def test_a_late_command_does_not_release_the_next_boundary(world, ros):
