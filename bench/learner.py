@@ -192,11 +192,12 @@ def main(argv=None) -> int:
           f"cached features): {pick['median']:.1f} updates/s (min {pick['min']:.1f}, max {pick['max']:.1f}); "
           f"encoding a step's two frames on arrival: {1e3 / arrival['median']:.1f} ms")
 
-    image_buffer = ReplayBuffer(1000, OBS, ACT, {"front": (IMG, IMG, 3)})
-    per_transition = image_buffer.nbytes / 1000
-    print(f"[bench] replay memory: {per_transition / 1024:.1f} KiB per transition with one {IMG}x{IMG} camera "
-          f"(each frame stored once, 1.25 frame slots per transition), {per_transition * 100_000 / 2**30:.2f} GiB "
-          f"per 100k transitions")
+    two = {"front": (IMG, IMG, 3), "wrist": (IMG, IMG, 3)}
+    with_frames = ReplayBuffer.bytes_needed(200_000, 9, ACT, two)
+    with_features = ReplayBuffer.bytes_needed(200_000, 9, ACT, two, feature_dim=256, keep_frames=False)
+    print(f"[bench] replay memory, 200k transitions of two {IMG}x{IMG} cameras (each frame once, 1.25 frame slots "
+          f"per transition): {with_frames / 1e9:.1f} GB as uint8 frames (an encoder being trained), "
+          f"{with_features / 1e9:.2f} GB as frozen-encoder features (what /learner keeps for pixels)")
     ratio = state["hilserl_ros"]["median"] / state["sb3"]["median"]
     image_ratio = image["hilserl_ros"]["median"] / image["sb3"]["median"]
     path = write("learner", {
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
                                        "ConvEncoder with features cached per frame, 2 LayerNorm critics 256x256, "
                                        "batch 256, UTD 2", "hilserl_ros": pick,
                                        "encode_ms_per_step_on_arrival": 1e3 / arrival["median"]},
-        "replay_bytes_per_image_transition": per_transition,
+        "replay_gb_200k_two_cameras": {"uint8_frames": with_frames / 1e9, "frozen_encoder_features": with_features / 1e9},
         "quick": opts.quick,
     })
     print(f"[bench] wrote {path}")

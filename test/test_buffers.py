@@ -106,6 +106,42 @@ def test_cached_features_replace_images_in_batches_and_survive_a_checkpoint():
     assert len(restored) == 5 and torch.equal(again.next_features["front"][:, 0], again.obs[:, 0] + 1)
 
 
+def test_a_frozen_encoder_buffer_keeps_features_only_and_a_200k_buffer_of_two_cameras_fits(capsys):
+    shapes = {"front": (128, 128, 3), "wrist": (128, 128, 3)}
+
+    def featurize(images):  # stands for the frozen encoder: 256 numbers per camera
+        return {k: np.full(256, float(v[0, 0, 0]), np.float32) for k, v in images.items()}
+
+    buf = ReplayBuffer(50, 9, 4, shapes, featurize=featurize, feature_dim=256, keep_frames=False)
+    numbers = [buf.add_frames({k: np.full((128, 128, 3), i, np.uint8) for k in shapes}) for i in range(11)]
+    for t in range(10):
+        buf.add(np.full(9, t), np.zeros(4), 1.0, np.full(9, t + 1), t == 9, frame=numbers[t], next_frame=numbers[t + 1])
+    assert buf.frames.frames == {}  # no pixels kept
+    with pytest.raises(ValueError, match=r"images\[front\] must be uint8\[128, 128, 3\]"):
+        buf.add_frames({k: np.zeros((64, 64, 3), np.uint8) for k in shapes})  # still checked on arrival
+    batch = buf.sample(64)
+    assert torch.equal(batch.features["wrist"][:, 0], batch.obs[:, 0])
+    assert torch.equal(batch.next_features["front"][:, 0], batch.obs[:, 0] + 1)
+    # a checkpoint carries the features, and a features-only buffer is filled from it
+    state = buf.state_dict()
+    assert "features/front" in state and "frames/front" not in state
+    restored = ReplayBuffer(50, 9, 4, shapes, featurize=featurize, feature_dim=256, keep_frames=False)
+    restored.load_state_dict(state)
+    again = restored.sample(64)
+    assert len(restored) == 10 and torch.equal(again.next_features["wrist"][:, 0], again.obs[:, 0] + 1)
+    # ... but not a buffer that must hold frames (an encoder being trained): refused with the reason
+    with pytest.raises(ValueError, match="holds frozen-encoder features, not frames"):
+        ReplayBuffer(50, 9, 4, shapes).load_state_dict(state)
+    with pytest.raises(ValueError, match="needs featurize"):
+        ReplayBuffer(50, 9, 4, shapes, keep_frames=False)
+    assert buf.nbytes == ReplayBuffer.bytes_needed(50, 9, 4, shapes, feature_dim=256, keep_frames=False)
+    big = ReplayBuffer.bytes_needed(200_000, 9, 4, shapes, feature_dim=256, keep_frames=False)
+    assert big < 1e9 < 24e9 < ReplayBuffer.bytes_needed(200_000, 9, 4, shapes)
+    with capsys.disabled():
+        print(f"\n[buffer] 200k transitions of two 128x128 cameras: {big / 1e9:.2f} GB with frozen-encoder features, "
+              f"{ReplayBuffer.bytes_needed(200_000, 9, 4, shapes) / 1e9:.1f} GB with uint8 frames")
+
+
 @pytest.mark.parametrize("bad, why", [
     (dict(obs=np.zeros(3)), "observation has 3"),
     (dict(action=np.zeros(2)), "action has 2"),

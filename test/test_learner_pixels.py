@@ -66,6 +66,8 @@ def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when
         assert learner._held(link, learner.links[link]) == 7 and learner.rl.frames.added == 9
         batch = learner.rl.sample(64)
         assert batch.features["front"].shape == (64, learner.config.latent_dim)  # frozen encoder, cached
+        assert not learner.rl.frames.keeps_frames  # ... and kept instead of the frames
+        assert learner.rl.nbytes + learner.demo.nbytes < 3e6  # 1000 + 200 transitions: kilobytes per frame
         path = learner.save_checkpoint()
     finally:
         stop(learner)  # the harness destroys it

@@ -7,9 +7,12 @@
   the numbers of its two frames (s_t's and s_{t+1}'s). Within an episode the frame of s_{t+1}
   is the frame of the next transition's s_t, so a 100-step episode costs 101 frames, not 200.
   They are scaled to [0, 1] floats only inside the encoder, per batch.
-- With a frozen encoder, the store also keeps each frame's features (``featurize``), computed
-  once when the frame arrives: a batch then carries features and the encoder is not run in
-  training at all (the cached-feature path of :mod:`hilserl_ros.learning.sac`).
+- With a frozen encoder, the store keeps each frame's features (``featurize``), computed once
+  when the frame arrives: a batch then carries features and the encoder is not run in training
+  at all (the cached-feature path of :mod:`hilserl_ros.learning.sac`). Training then never reads
+  the pixels again, so the store may keep the features alone (``keep_frames=False``): two
+  128x128 cameras cost 2 KiB per frame instead of 96 KiB, and a 200k-transition buffer fits in
+  0.6 GB instead of 24.6 GB (checkpoints shrink alike). The frames stay in bags and the spool.
 - Thread safety: one lock guards add and sample, so a ROS subscription thread may add while
   the training thread samples; a sample never sees a half-written transition.
 - HIL-SERL/RLPD: the learner keeps an RL buffer (everything) and a demonstration buffer
@@ -67,10 +70,13 @@ class FrameStore:
     arrived. Not locked itself: its :class:`ReplayBuffer` holds the lock."""
 
     def __init__(self, capacity: int, image_shapes: dict[str, tuple[int, int, int]],
-                 featurize=None, feature_dim: int = 0):
+                 featurize=None, feature_dim: int = 0, keep_frames: bool = True):
+        if not keep_frames and featurize is None:
+            raise ValueError("a frame store that keeps no frames needs featurize (it keeps their features)")
         self.capacity = capacity
         self.shapes = dict(image_shapes)
-        self.frames = {k: np.zeros((capacity, *shape), np.uint8) for k, shape in self.shapes.items()}
+        self.frames = ({k: np.zeros((capacity, *shape), np.uint8) for k, shape in self.shapes.items()}
+                       if keep_frames else {})
         self.featurize = featurize  # images dict -> {camera: float32 [feature_dim]}
         self.features = ({k: np.zeros((capacity, feature_dim), np.float32) for k in self.shapes}
                          if featurize is not None else None)
@@ -92,10 +98,15 @@ class FrameStore:
                 got = None if frame is None else f"{frame.dtype}{list(frame.shape)}"
                 raise ValueError(f"{what}[{key}] must be uint8{list(shape)}, got {got}")
 
-    def put(self, images: dict[str, np.ndarray], features: dict[str, np.ndarray] | None = None) -> int:
+    @property
+    def keeps_frames(self) -> bool:
+        return bool(self.frames)
+
+    def put(self, images: dict[str, np.ndarray] | None, features: dict[str, np.ndarray] | None = None) -> int:
         slot = self.added % self.capacity
         for key in self.shapes:
-            self.frames[key][slot] = images[key]
+            if self.frames:
+                self.frames[key][slot] = images[key]
             if self.features is not None:
                 self.features[key][slot] = features[key]
         self.added += 1
@@ -108,10 +119,12 @@ class FrameStore:
 class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, action_dim: int,
                  image_shapes: dict[str, tuple[int, int, int]] | None = None, seed: int | None = None,
-                 frame_capacity: int | None = None, featurize=None, feature_dim: int = 0):
+                 frame_capacity: int | None = None, featurize=None, feature_dim: int = 0,
+                 keep_frames: bool = True):
         """``frame_capacity``: frames held (default 1.25 x capacity: episodes of 4 steps or more
         never lose a transition to a frame overwritten early). ``featurize``/``feature_dim``:
-        cache frozen-encoder features per frame (see the module docstring)."""
+        cache frozen-encoder features per frame; ``keep_frames=False``: keep only those (see the
+        module docstring)."""
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity, self.obs_dim, self.action_dim = capacity, obs_dim, action_dim
@@ -123,7 +136,7 @@ class ReplayBuffer:
         self.terminated = np.zeros(capacity, np.float32)
         self.is_intervention = np.zeros(capacity, np.bool_)
         self.frames = (FrameStore(frame_capacity or capacity + capacity // 4 + 1, self.image_shapes, featurize,
-                                  feature_dim) if self.image_shapes else None)
+                                  feature_dim, keep_frames) if self.image_shapes else None)
         self.frame = np.zeros(capacity, np.int64)  # frame number of s_t
         self.next_frame = np.zeros(capacity, np.int64)  # frame number of s_{t+1}
         self._next = 0
@@ -144,11 +157,14 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_needed(capacity: int, obs_dim: int, action_dim: int, image_shapes: dict | None = None,
-                     frame_capacity: int | None = None) -> int:
-        """What a buffer of these sizes allocates (for refusing one that cannot fit)."""
+                     frame_capacity: int | None = None, feature_dim: int = 0, keep_frames: bool = True) -> int:
+        """What a buffer of these sizes allocates (for sizing one to a memory bound)."""
         per_transition = 4 * (2 * obs_dim + action_dim + 2) + 1 + (16 if image_shapes else 0)
         frames = (frame_capacity or capacity + capacity // 4 + 1) if image_shapes else 0
-        return capacity * per_transition + frames * sum(int(np.prod(s)) for s in (image_shapes or {}).values())
+        per_frame = len(image_shapes or {}) * 4 * feature_dim
+        if keep_frames:
+            per_frame += sum(int(np.prod(s)) for s in (image_shapes or {}).values())
+        return capacity * per_transition + frames * per_frame
 
     def add_frames(self, images: dict[str, np.ndarray]) -> int:
         """Store one frame per camera (uint8 [H, W, 3]); returns its frame number."""
@@ -257,8 +273,12 @@ class ReplayBuffer:
                 numbers = np.arange(first, self.frames.added)
                 state["frame"] = torch.from_numpy(self.frame[order] - first)
                 state["next_frame"] = torch.from_numpy(self.next_frame[order] - first)
+                slots = self.frames.slots(numbers)
                 for key in self.image_shapes:
-                    state[f"frames/{key}"] = torch.from_numpy(self.frames.frames[key][self.frames.slots(numbers)])
+                    if self.frames.keeps_frames:
+                        state[f"frames/{key}"] = torch.from_numpy(self.frames.frames[key][slots])
+                    else:  # features alone: valid with the encoder weights saved next to them
+                        state[f"features/{key}"] = torch.from_numpy(self.frames.features[key][slots])
             return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -281,9 +301,21 @@ class ReplayBuffer:
         count = int(max(frame.max(), next_frame.max())) + 1 - first
         if count > self.frames.capacity:
             raise ValueError(f"the checkpoint's transitions use {count} frames, this buffer holds {self.frames.capacity}")
+        keys = list(self.image_shapes)
+        has_frames = all(f"frames/{k}" in state for k in keys)
+        if not has_frames and self.frames.keeps_frames:
+            raise ValueError("the checkpoint's buffer holds frozen-encoder features, not frames: a buffer that keeps "
+                             "frames (an encoder being trained) cannot be filled from it; resume with "
+                             "freeze_encoder true or start afresh")
+        if not has_frames and self.frames.features is None:
+            raise ValueError("the checkpoint's buffer holds encoder features only, and this buffer caches none")
         base = self.frames.added
-        for j in range(first, first + count):  # re-stored (features recomputed when cached)
-            self.add_frames({key: state[f"frames/{key}"][j].numpy() for key in self.image_shapes})
+        for j in range(first, first + count):  # re-stored (features recomputed from frames when cached)
+            if has_frames:
+                self.add_frames({key: state[f"frames/{key}"][j].numpy() for key in keys})
+            else:
+                with self._lock:
+                    self.frames.put(None, {key: state[f"features/{key}"][j].numpy() for key in keys})
         with self._lock:
             self.frame[:m] = frame - first + base
             self.next_frame[:m] = next_frame - first + base

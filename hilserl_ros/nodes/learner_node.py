@@ -24,7 +24,8 @@ Observations: the learner reads the same description as the actor (``task`` and
 (their ``observation_spec`` fingerprint), with the reason. With cameras, each frame is stored
 once per buffer (hilserl_ros.learning.pairing), the buffers' memory is bounded by
 ``image_buffer_gb`` (the capacity is cut to fit, and the log says so), and with the frozen
-pretrained encoder each frame's features are computed once, on arrival.
+pretrained encoder each frame's features are computed once, on arrival, and kept instead of the
+frame (training never reads the pixels again).
 
 Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
 ``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
@@ -95,9 +96,10 @@ PARAMS = [
               "encoder (hilserl_ros/vision/weights)", read_only=True),
     ParamSpec("freeze_encoder", True, "keep the pretrained encoder fixed and cache each frame's features "
               "(HIL-SERL); false trains it with the critic (about 0.7 updates/s here)", read_only=True),
-    ParamSpec("image_buffer_gb", 12.0, "memory bound of the camera frames in both buffers; capacities are cut "
-              "to fit (200k transitions of two 128x128 cameras would need 24.6 GB)", min=0.1, max=1024.0,
-              read_only=True, unit="GB"),
+    ParamSpec("image_buffer_gb", 12.0, "memory bound of both buffers with cameras; capacities are cut to fit. "
+              "A frozen encoder keeps each frame's features (2 KiB for two cameras: 200k + 100k transitions take "
+              "0.9 GB); a trained one keeps the uint8 frames (96 KiB: 200k transitions alone would need 24.6 GB)",
+              min=0.1, max=1024.0, read_only=True, unit="GB"),
     ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
     ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
     ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
@@ -207,27 +209,33 @@ class LearnerNode(Node):
         rl_capacity, demo_capacity = p["rl_capacity"], p["demo_capacity"]
         extra = {}
         if shapes:
-            frame_bytes = sum(int(np.prod(s)) for s in shapes.values())
-            budget = p["image_buffer_gb"] * 1e9
-            # frames of both buffers within the budget (1.25 frames per transition), RL : demo as configured
-            fit = int(budget / (1.25 * frame_bytes * (1 + demo_capacity / rl_capacity)))
-            if fit < rl_capacity:
-                cut_demo = max(100, int(fit * demo_capacity / rl_capacity))
-                self.get_logger().warning(
-                    f"camera frames of {rl_capacity} + {demo_capacity} transitions ({len(shapes)} x "
-                    f"{frame_bytes // len(shapes) // 1024} KiB per step) would take "
-                    f"{1.25 * frame_bytes * (rl_capacity + demo_capacity) / 1e9:.1f} GB, over image_buffer_gb="
-                    f"{p['image_buffer_gb']:g}: capacities cut to {max(100, fit)} + {cut_demo}")
-                rl_capacity, demo_capacity = max(100, fit), cut_demo
+            # frozen encoder: training reads each frame's cached features only, so only they are kept
             if self.config.freeze_encoder:
-                extra = dict(featurize=self.agent.encoder.camera_features, feature_dim=self.config.latent_dim)
+                extra = dict(featurize=self.agent.encoder.camera_features, feature_dim=self.config.latent_dim,
+                             keep_frames=False)
+            sizes = dict(image_shapes=shapes, feature_dim=extra.get("feature_dim", 0),
+                         keep_frames=extra.get("keep_frames", True))
+
+            def need(rl: int, demo: int) -> float:
+                return sum(ReplayBuffer.bytes_needed(n, spec.obs_dim, p["action_dim"], **sizes) for n in (rl, demo))
+
+            wanted, budget = need(rl_capacity, demo_capacity), p["image_buffer_gb"] * 1e9
+            if wanted > budget:  # both capacities cut in proportion, RL : demo as configured
+                scale = budget / wanted
+                cut_rl, cut_demo = max(100, int(rl_capacity * scale)), max(100, int(demo_capacity * scale))
+                self.get_logger().warning(
+                    f"buffers of {rl_capacity} + {demo_capacity} transitions with cameras {list(spec.image_keys)} "
+                    f"({'frames' if sizes['keep_frames'] else 'encoder features'}) would take {wanted / 1e9:.1f} GB, "
+                    f"over image_buffer_gb={p['image_buffer_gb']:g}: capacities cut to {cut_rl} + {cut_demo}")
+                rl_capacity, demo_capacity = cut_rl, cut_demo
         rl = ReplayBuffer(rl_capacity, spec.obs_dim, p["action_dim"], shapes, seed=p["seed"], **extra)
         demo = ReplayBuffer(demo_capacity, spec.obs_dim, p["action_dim"], shapes, seed=p["seed"] + 1, **extra)
         if shapes:
             self.get_logger().info(
                 f"observation {spec.fingerprint}: cameras {list(spec.image_keys)}, buffers {rl_capacity} + "
                 f"{demo_capacity} transitions, {(rl.nbytes + demo.nbytes) / 1e9:.2f} GB reserved"
-                + (", frozen encoder features cached per frame" if extra else ""))
+                + (" (frozen encoder: each frame's features kept, computed once on arrival; the frames "
+                   "themselves are not kept)" if extra else " (uint8 frames, each stored once)"))
         return rl, demo
 
     # ------------------------------------------------------------------ inputs

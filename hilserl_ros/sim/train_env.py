@@ -201,11 +201,12 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
 
 
 def make_buffers(agent: SACAgent, spec, rl_capacity: int, demo_capacity: int, seed: int):
-    """The RL and demonstration buffers for ``spec``; with a frozen encoder they cache each
-    frame's features (hilserl_ros.learning.buffers)."""
+    """The RL and demonstration buffers for ``spec``; with a frozen encoder they keep each
+    frame's features instead of the frame, as /learner's (hilserl_ros.learning.buffers)."""
     shapes = spec.image_shapes or None
     cached = bool(shapes) and agent.config.freeze_encoder
-    extra = dict(featurize=agent.encoder.camera_features, feature_dim=agent.config.latent_dim) if cached else {}
+    extra = dict(featurize=agent.encoder.camera_features, feature_dim=agent.config.latent_dim,
+                 keep_frames=False) if cached else {}
     return (ReplayBuffer(rl_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed, **extra),
             ReplayBuffer(demo_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed + 1, **extra))
 
