@@ -68,6 +68,25 @@ def test_the_wrist_view_moves_with_the_gripper_and_sees_the_cube_below_it():
     assert cube_pixels > 500  # at the home pose the cube is right below the jaws, a large part of the view
 
 
+def test_a_world_posed_for_rendering_shows_what_the_physics_world_shows():
+    """/sim_camera renders its own copy of the world posed from /joint_states and the task state
+    (SO101World.show); both cameras must show what the world running the physics shows, the
+    wrist camera too, which moves with the gripper (it once stayed where the copy was built)."""
+    world, copy = SO101World("pick_cube", seed=1), SO101World("pick_cube", seed=5)
+    try:
+        for target in ([0.3, -0.6, 0.6, 1.2, 0.0, 0.5], [-0.3, 0.2, 0.3, 1.0, 0.5, 1.0]):
+            world.set_joint_targets(target)
+            world.step(1.0)
+            state = world.task_state()
+            copy.show(world.joint_state()[0], state.goal, block=state.goal)
+            for camera in ("front", "wrist"):
+                difference = np.abs(world.render(camera).astype(int) - copy.render(camera).astype(int)).mean()
+                assert difference < 3.0, (camera, target, difference)
+    finally:
+        world.close()
+        copy.close()
+
+
 @pytest.mark.parametrize("task, camera, bound_cm", [("reach", "front", 2.0), ("pick_cube", "front", 2.0)])
 def test_the_shipped_encoder_finds_the_goal_in_new_frames(task, camera, bound_cm):
     models = pretrain.load()

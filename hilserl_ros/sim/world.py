@@ -249,6 +249,10 @@ class SO101World:
             if block is not None:
                 self.data.qpos[self.block_qpos:self.block_qpos + 3] = block
             mujoco.mj_kinematics(self.model, self.data)
+            # cameras and lights are placed by mj_camlight, not mj_kinematics: without it a
+            # camera on a moving body (the wrist camera) stays where the last mj_forward left it
+            mujoco.mj_comPos(self.model, self.data)
+            mujoco.mj_camlight(self.model, self.data)
 
     def set_torque(self, enabled) -> None:
         """Per-joint torque: a disabled joint's position actuator produces no force (limp),
