@@ -12,8 +12,9 @@ effect appears one step later, and SAC learns from transitions that pair each ac
 predecessor's effect. This is how issue 11's failure to learn through the graph was found
 (0.00 own, 0.36 previous at time_scale 3 without lockstep; the ROS-free env: 0.81, -0.03).
 
-For ``reach`` it also says how far each reward is from minus the distance of the next
-observation's EE to the goal (the reward must describe the state the action led to).
+For ``reach`` from state it also says how far each reward is from minus the distance of the
+next observation's EE to the goal (the reward must describe the state the action led to); an
+observation without the goal (pixels) has nothing to check it against.
 """
 from __future__ import annotations
 
@@ -38,9 +39,11 @@ class ActionEffect:
         return self.own > 0.5 and self.own > 3 * abs(self.previous)
 
     def __str__(self) -> str:
+        reward = ("no goal in the observation to check the reward against" if np.isnan(self.reward_offset_m)
+                  else f"reward vs next observation {self.reward_offset_m * 100:.2f} cm")
         return (f"EE motion per commanded motion: own action {self.own:.2f}, previous action {self.previous:.2f} "
-                f"(R2 {self.r2:.2f}, {self.pairs} consecutive pairs); reward vs next observation "
-                f"{self.reward_offset_m * 100:.2f} cm -> {'sound' if self.sound() else 'LAGGING: actions show late'}")
+                f"(R2 {self.r2:.2f}, {self.pairs} consecutive pairs); {reward} -> "
+                f"{'sound' if self.sound() else 'LAGGING: actions show late'}")
 
 
 def action_effect(obs, action, next_obs, reward=None, terminated=None, action_scale: float = 0.02) -> ActionEffect:
@@ -56,7 +59,7 @@ def action_effect(obs, action, next_obs, reward=None, terminated=None, action_sc
     (own, previous), *_ = np.linalg.lstsq(x, y, rcond=None)
     r2 = 1.0 - float(np.var(y - x @ [own, previous]) / max(np.var(y), 1e-12))
     offset = float("nan")
-    if reward is not None:
+    if reward is not None and next_obs.shape[1] >= 15:  # the state layout: goal - EE at 12:15
         goal_offset = next_obs[:, 12:15] / OFFSET_SCALE
         keep = np.ones(len(obs), bool) if terminated is None else np.asarray(terminated) < 0.5
         offset = float(np.mean(np.abs(np.asarray(reward)[keep] + np.linalg.norm(goal_offset[keep], axis=1))))

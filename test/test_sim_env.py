@@ -58,6 +58,10 @@ def test_each_env_transition_shows_its_own_action_and_the_next_observations_rewa
     effect = action_effect(*(np.array(column) for column in zip(*rows)))
     assert effect.sound() and effect.own > 0.6, str(effect)
     assert effect.reward_offset_m < 0.001, str(effect)
+    # from pixels the state holds joints and EE only: the motion check stands, the reward one cannot
+    pixel_state = [(o[:9], a, n[:9], r, t) for o, a, n, r, t in rows]
+    effect = action_effect(*(np.array(column) for column in zip(*pixel_state)))
+    assert effect.sound() and np.isnan(effect.reward_offset_m) and "no goal in the observation" in str(effect)
 
 
 def test_a_held_cube_goes_up_as_commanded_without_sagging_back():
