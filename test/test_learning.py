@@ -11,8 +11,9 @@ too, to watch it fail:
     HILSERL_BREAK_UPDATE=actor make test PYTEST_ARGS="test/test_learning.py -k learns"
 
 Reach from pixels (issue 13): the policy sees the front camera through the frozen shipped
-encoder and proprioception, no goal; bar 70% within 7000 env steps, and the same run with
-black frames must fail it (the goal is in the image only). pick_cube from pixels (front and
+encoder and proprioception, no goal; bar 70% within 7000 env steps, then the policy alone on
+new targets, and with the target sphere drawn 10 cm away from the real one: it must follow the
+drawing (the goal is in the image only). pick_cube from pixels (front and
 wrist cameras, no cube position) with 20 scripted demonstrations: 80% within 6000 env steps.
 
 pick_cube's budget is 5000 env steps, about 2x what seeds 0-2 need today. (A grasp critic whose
@@ -21,10 +22,9 @@ state-dependent choice of close/stay/open. ``HILSERL_BREAK_UPDATE=grasp`` shows 
 """
 import os
 
-import numpy as np
 import pytest
 
-from hilserl_ros.sim.train_env import train_env
+from hilserl_ros.sim.train_env import evaluate, train_env
 from hilserl_ros.sim.world import SO101World
 
 pytestmark = pytest.mark.slow
@@ -83,12 +83,38 @@ def test_the_env_learns_pick_cube_with_demonstrations_within_the_step_budget():
     assert result.final_policy_success >= BAR and result.env_steps <= PICK_BUDGET
 
 
-def test_the_env_learns_reach_from_pixels_within_the_step_budget():
+def decoy_target(render):
+    """SO101World.render with the reach target drawn 10 cm (along y) from where it is."""
+    import mujoco
+
+    def draw(self, camera=None):
+        with self.lock:
+            true = self.data.mocap_pos[self.target_mocap].copy()
+            self.data.mocap_pos[self.target_mocap] = true + [0.0, 0.1 if true[1] < 0 else -0.1, 0.0]
+            mujoco.mj_kinematics(self.model, self.data)
+        try:
+            return render(self, camera)
+        finally:
+            with self.lock:
+                self.data.mocap_pos[self.target_mocap] = true
+                mujoco.mj_kinematics(self.model, self.data)
+    return draw
+
+
+def test_the_env_learns_reach_from_pixels_and_goes_where_its_camera_shows_the_target(monkeypatch):
     result = train_env("reach", seed=0, max_env_steps=PIXEL_BUDGET, max_minutes=30, target=PIXEL_BAR,
                        observation="pixels", update_hook=hook_from_environment())
     assert result.reached, (f"policy success {result.final_policy_success:.0%} over the last 20 episodes after "
                             f"{result.env_steps} env steps ({result.episodes} episodes, intervention "
                             f"{result.final_intervention_rate:.0%}, alpha {result.final_alpha:.4f})")
+    # the goal is in the image only: the policy alone succeeds on new targets, and with the sphere
+    # drawn 10 cm from the real target it goes to the drawing (a policy that knew the goal from
+    # anything but the camera, or ignored it, would not mind the decoy)
+    # (sampled actions, as the training bar counts them; seed 0 gave 0.6 and 0.0 over 40 episodes)
+    seen = evaluate(result.agent, "reach", seed=500, episodes=40, observation="pixels", deterministic=False)
+    monkeypatch.setattr(SO101World, "render", decoy_target(SO101World.render))
+    fooled = evaluate(result.agent, "reach", seed=500, episodes=40, observation="pixels", deterministic=False)
+    assert seen >= 0.4 and fooled <= 0.1, (seen, fooled)
 
 
 def test_the_env_learns_pick_cube_from_pixels_with_demonstrations_within_the_step_budget():
@@ -98,13 +124,3 @@ def test_the_env_learns_pick_cube_from_pixels_with_demonstrations_within_the_ste
                             f"{result.env_steps} env steps ({result.episodes} episodes, intervention "
                             f"{result.final_intervention_rate:.0%}, alpha {result.final_alpha:.4f})")
     assert result.final_policy_success >= BAR and result.env_steps <= PICK_PIXEL_BUDGET
-
-
-def test_reach_from_blank_cameras_fails_the_pixel_bar(monkeypatch):
-    """The same run with every frame black: the goal is in the image only, so a policy that
-    reaches the bar above has learned to find it there."""
-    monkeypatch.setattr(SO101World, "render", lambda self, camera=None: np.zeros((128, 128, 3), np.uint8))
-    result = train_env("reach", seed=0, max_env_steps=PIXEL_BUDGET, max_minutes=30, target=PIXEL_BAR,
-                       observation="pixels")
-    assert not result.reached and result.final_policy_success < 0.4
-    assert result.updates > PIXEL_BUDGET // 3  # it trained all along

@@ -195,9 +195,30 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     env.close()
     rate, intervention = rolling(records, window)
     elapsed = reached_at if reached_at is not None else time.monotonic() - start
-    return EnvRunResult(task, seed, reached_at is not None, elapsed / 60.0, len(records),
-                        records[-1].env_steps if records else 0, agent.update_step, rate, intervention,
-                        agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0, [asdict(r) for r in records])
+    result = EnvRunResult(task, seed, reached_at is not None, elapsed / 60.0, len(records),
+                          records[-1].env_steps if records else 0, agent.update_step, rate, intervention,
+                          agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0,
+                          [asdict(r) for r in records])
+    result.agent = agent  # not a field (summary() leaves it out): the trained agent, for evaluate()
+    return result
+
+
+def evaluate(agent: SACAgent, task: str, seed: int, episodes: int = 20, observation: str = "state",
+             deterministic: bool = True, env_config: EnvConfig | None = None) -> float:
+    """Success rate of the policy alone (no operator) over ``episodes`` episodes."""
+    env = make_env(task, seed=seed, operator=False, config=env_config, observation=observation)
+    successes = 0
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            while True:
+                obs, _, terminated, truncated, info = env.step(agent.act(*split(obs), deterministic=deterministic))
+                if terminated or truncated:
+                    successes += bool(info["success"])
+                    break
+    finally:
+        env.close()
+    return successes / episodes
 
 
 def make_buffers(agent: SACAgent, spec, rl_capacity: int, demo_capacity: int, seed: int):
