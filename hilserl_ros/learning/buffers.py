@@ -12,7 +12,7 @@
   at all (the cached-feature path of :mod:`hilserl_ros.learning.sac`). Training then never reads
   the pixels again, so the store may keep the features alone (``keep_frames=False``): two
   128x128 cameras cost 2 KiB per frame instead of 96 KiB, and a 200k-transition buffer fits in
-  0.6 GB instead of 24.6 GB (checkpoints shrink alike). The frames stay in bags and the spool.
+  0.53 GB instead of 24.6 GB (checkpoints shrink alike). The frames stay in bags and the spool.
 - Thread safety: one lock guards add and sample, so a ROS subscription thread may add while
   the training thread samples; a sample never sees a half-written transition.
 - HIL-SERL/RLPD: the learner keeps an RL buffer (everything) and a demonstration buffer

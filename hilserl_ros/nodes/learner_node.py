@@ -98,7 +98,7 @@ PARAMS = [
               "(HIL-SERL); false trains it with the critic (about 0.7 updates/s here)", read_only=True),
     ParamSpec("image_buffer_gb", 12.0, "memory bound of both buffers with cameras; capacities are cut to fit. "
               "A frozen encoder keeps each frame's features (2 KiB for two cameras: 200k + 100k transitions take "
-              "0.9 GB); a trained one keeps the uint8 frames (96 KiB: 200k transitions alone would need 24.6 GB)",
+              "0.8 GB); a trained one keeps the uint8 frames (96 KiB: 200k transitions alone would need 24.6 GB)",
               min=0.1, max=1024.0, read_only=True, unit="GB"),
     ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
     ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
