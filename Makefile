@@ -32,7 +32,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	PYTHONUNBUFFERED=1
 
 .PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-learning bench-world \
-	bench-graph bench-faults lock record-demos replay report pretrain-encoder
+	bench-graph bench-faults lock record-demos replay report pretrain-encoder train-reward-classifier
 
 setup: $(BUILD_STAMP)
 
@@ -100,6 +100,11 @@ bench-graph: $(BUILD_STAMP)
 # kills the learner (3x), the actor and the bridge mid-run; accounts for every transition
 # reach and pick_cube from state, 3 seeds, ROS-free env and full graph -> bench/results/learning.json (about 20-40 min);
 # ARGS="--observation pixels" from the cameras -> bench/results/learning_pixels.json
+# the real arm's reward: make train-reward-classifier ARGS="runs/demos_... [--out FILE]"
+# (or ARGS="--sim-episodes 60" for frames of the simulation); writes runs/reward_classifier.safetensors
+train-reward-classifier: $(BUILD_STAMP)
+	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.learning.reward_classifier $(ARGS)
+
 bench-learning: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/learning.py $(ARGS)
 

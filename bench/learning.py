@@ -77,6 +77,37 @@ def plan_runs(opts) -> list[tuple[str, str, int, int]]:
     return plan
 
 
+def measure_reward_classifier(seeds, episodes: int) -> dict:
+    """The reward classifier's precision and recall on held-out simulated pick_cube episodes,
+    where the simulator knows the true success of every frame (bench/results/reward_classifier.json)."""
+    import torch
+
+    from hilserl_ros.learning import reward_classifier as rc
+
+    torch.set_num_threads(2)
+    results = []
+    for seed in seeds:
+        start = time.monotonic()
+        data = rc.collect_sim("pick_cube", episodes, seed=seed)
+        collected = time.monotonic() - start
+        _, report = rc.train(data, held_out=0.25, seed=seed)
+        held = report["held_out"]
+        results.append({"seed": seed, "episodes": episodes, "frames": len(data),
+                        "success_frames": int(data.labels.sum()), "collect_s": round(collected, 1),
+                        "train_s": round(time.monotonic() - start - collected, 1), **{k: held[k] for k in
+                        ("precision", "recall", "accuracy", "frames", "success_frames")}})
+        r = results[-1]
+        print(f"[bench-learning] reward classifier seed {seed}: held-out precision {r['precision']:.3f} recall "
+              f"{r['recall']:.3f} ({held['frames']} frames of {round(0.25 * episodes)} episodes, "
+              f"{held['success_frames']} success), collect {r['collect_s']} s, train {r['train_s']} s")
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": "pick_cube", "threshold": 0.5, "held_out_share": 0.25,
+           "runs": results, "command": f"make bench-learning ARGS=\"--observation pixels --only reward-classifier\"",
+           "versions": versions("torch", "mujoco")}
+    path = write("reward_classifier", out)
+    print(f"[bench-learning] wrote {path}")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=tuple(TARGETS), default=list(TARGETS))
@@ -85,7 +116,10 @@ def main(argv=None) -> int:
     parser.add_argument("--graph-minutes", type=float, default=None, help="budget of each graph run (default per task)")
     parser.add_argument("--pick-demos", type=int, default=20)
     parser.add_argument("--pick-graph-without-demos", action="store_true")
-    parser.add_argument("--only", choices=("env", "graph"), default=None, help="run one side only")
+    parser.add_argument("--only", choices=("env", "graph", "reward-classifier"), default=None,
+                        help="run one side only (reward-classifier: only its precision and recall)")
+    parser.add_argument("--classifier-episodes", type=int, default=60,
+                        help="simulated pick_cube episodes per seed for the reward classifier (a quarter held out)")
     parser.add_argument("--observation", choices=("state", "pixels"), default="state",
                         help="pixels: cameras + proprioception, no goal (config/observation); results in "
                         "bench/results/learning_pixels.json")
@@ -94,6 +128,10 @@ def main(argv=None) -> int:
     budgets = BUDGETS if opts.observation == "state" else PIXEL_BUDGETS
     from tqdm import tqdm
 
+    if opts.observation == "pixels" and (opts.only in (None, "reward-classifier")) and "pick_cube" in opts.tasks:
+        measure_reward_classifier(opts.seeds, opts.classifier_episodes)
+        if opts.only == "reward-classifier":
+            return 0
     workdir = tempfile.mkdtemp(prefix="bench-learning-")
     print(f"[bench-learning] logs and run directories in {workdir}")
     runs = []

@@ -76,16 +76,25 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("task", "reach", "Simulated task", ("reach", "pick_cube")),
     LaunchArg("port", "/dev/ttyACM0", "Serial port of the Feetech servo bus (real arm)"),
     LaunchArg("camera", "0", "OpenCV camera index or device path (real arm)"),
+    LaunchArg("camera_node", "auto", "Run the OpenCV camera node; auto = on the real arm unless camera:=none "
+              "(another node publishes the camera topics)", ("auto", "true", "false")),
     LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false"), bool),
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
     LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
-    LaunchArg("observation", "state", "What the policy observes (config/observation/<task>.yaml): state "
-              "(joints, EE, goal: simulation only) or pixels (cameras + proprioception)", ("state", "pixels")),
+    LaunchArg("observation", "auto", "What the policy observes (config/observation/<task>.yaml): state "
+              "(joints, EE, goal: simulation only) or pixels (cameras + proprioception); auto = state in "
+              "simulation, pixels on the real arm", ("auto", "state", "pixels")),
     LaunchArg("sim_camera", "auto", "Render the simulated cameras; auto = when the observation has cameras",
               ("auto", "true", "false")),
     LaunchArg("operator", "auto", "Who intervenes: scripted (simulation only) or joystick (a gamepad on /joy); "
               "auto = scripted in simulation, joystick on the real arm", ("auto", "scripted", "joystick")),
+    LaunchArg("reward", "buttons", "Real arm: who says success, the operator's buttons, the reward classifier, or "
+              "both (simulation: the simulator)", ("buttons", "classifier", "both")),
+    LaunchArg("reward_model", "runs/reward_classifier.safetensors", "Real arm: the reward classifier file of "
+              "make train-reward-classifier"),
+    LaunchArg("reward_classifier", "auto", "Run the reward classifier node; auto = on the real arm when reward is "
+              "classifier or both", ("auto", "true", "false")),
     LaunchArg("demo_bags", "", "Comma-separated bags whose transitions the learner preloads as demonstrations"),
     LaunchArg("robot_state_publisher", "true", "Publish /robot_description and /tf from /joint_states "
               "(robot_state_publisher, full ROS 2 install; the Foxglove bridge does it where it is absent)",
@@ -151,7 +160,7 @@ NODES: tuple[NodeSpec, ...] = (
         description="OpenCV camera publisher (in simulation the sim publishes the rendered view instead)",
         params_file="camera.yaml",
         arg_parameters={"device": "camera"},
-        unless="use_sim",
+        only_if="camera_node",
     ),
     NodeSpec(
         name="gamepad",
@@ -169,6 +178,24 @@ NODES: tuple[NodeSpec, ...] = (
         description="/joy -> intervention action with deadman, episode buttons",
         params_file="intervention.yaml",
         operator="joystick",
+    ),
+    NodeSpec(
+        name="task",
+        executable="task_node",
+        module="hilserl_ros.nodes.task_node",
+        description="Real arm's task source: reset home, start button or timer, success from buttons and classifier",
+        params_file="task.yaml",
+        arg_parameters={"task": "task", "reward_source": "reward"},
+        unless="use_sim",
+    ),
+    NodeSpec(
+        name="reward_classifier",
+        executable="reward_classifier_node",
+        module="hilserl_ros.nodes.reward_classifier_node",
+        description="Reward classifier: P(success) of the cameras' frames at the control rate",
+        params_file="reward_classifier.yaml",
+        arg_parameters={"task": "task", "observation": "observation", "model": "reward_model"},
+        only_if="reward_classifier",
     ),
     NodeSpec(
         name="scripted_human",
@@ -279,9 +306,17 @@ class Graph:
             if arg.choices and str(value).lower() not in arg.choices:
                 raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
             values[name] = str(value)
+        if values.get("observation") == "auto":
+            values["observation"] = "state" if parse_bool(values.get("use_sim", "true"), "use_sim") else "pixels"
         if values.get("sim_camera") == "auto":
             simulated = parse_bool(values.get("use_sim", "true"), "use_sim")
             values["sim_camera"] = "true" if simulated and values.get("observation", "state") != "state" else "false"
+        if values.get("camera_node") == "auto":
+            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
+            values["camera_node"] = "true" if real and values.get("camera", "0").lower() != "none" else "false"
+        if values.get("reward_classifier") == "auto":
+            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
+            values["reward_classifier"] = "true" if real and values.get("reward", "buttons") != "buttons" else "false"
         if values.get("operator") == "auto":
             values["operator"] = "scripted" if parse_bool(values.get("use_sim", "true"), "use_sim") else "joystick"
         if values.get("operator") == "scripted" and not parse_bool(values.get("use_sim", "true"), "use_sim"):

@@ -14,6 +14,9 @@ ROBOT_DESCRIPTION = "/robot_description"  # std_msgs/String (latched), URDF
 TASK_STATE = "/sim/task_state"  # hilserl_ros/TaskState: goal, EE position, reward, success
 CLOCK = "/clock"  # rosgraph_msgs/Clock, simulation time
 
+# the real arm's task source (the task node publishes TASK_STATE there)
+REWARD_PREDICTION = "/reward_classifier/prediction"  # hilserl_ros/SuccessPrediction
+
 # end effector
 EE_COMMAND = "/ee_command"  # hilserl_ros/EndEffectorCommand, normalised deltas
 EE_POSE = "/ee_pose"  # geometry_msgs/PoseStamped in base_link
@@ -34,6 +37,7 @@ EPISODE_STATS = "/episode_stats"  # hilserl_ros/EpisodeStats
 # services
 TORQUE_ENABLE = "/so101_driver/torque_enable"  # std_srvs/SetBool
 SIM_RESET = "/sim/reset"  # std_srvs/Trigger
+TASK_RESET = "/task/reset"  # std_srvs/Trigger: real arm, home and wait for the start
 SAVE_CHECKPOINT = "/learner/save_checkpoint"  # hilserl_ros/SaveCheckpoint
 
 # frames (REP-103/105)

@@ -588,7 +588,8 @@ def _msg_fields(name: str) -> set[str]:
     return {parts[1] for parts in lines if len(parts) >= 2 and "=" not in parts[1]}
 
 
-PLOTTED_TYPES = {topics.LEARNER_STATS: "LearnerStats", topics.EPISODE_STATS: "EpisodeStats"}
+PLOTTED_TYPES = {topics.LEARNER_STATS: "LearnerStats", topics.EPISODE_STATS: "EpisodeStats",
+                 topics.REWARD_PREDICTION: "SuccessPrediction"}
 
 
 def test_layout_is_a_foxglove_layout_of_the_graphs_topics():
@@ -625,4 +626,5 @@ def test_layout_is_a_foxglove_layout_of_the_graphs_topics():
     assert set(referenced) <= graph_topics, set(referenced) - graph_topics
     assert {"/learner/stats.alpha", "/learner/stats.entropy", "/learner/stats.target_entropy"} in plotted.values()
     assert {"/episode_stats.reward"} in plotted.values()
-    assert {"/episode_stats.success", "/episode_stats.intervention_rate"} in plotted.values()
+    assert {"/episode_stats.success", "/episode_stats.intervention_rate", "/reward_classifier/prediction.probability",
+            "/reward_classifier/prediction.threshold"} in plotted.values()

@@ -90,3 +90,15 @@ def test_rviz_config_shows_the_graph_topics():
     assert shown == {topics.ROBOT_DESCRIPTION, topics.EE_POSE, topics.WORKSPACE_MARKERS, topics.CAMERA_IMAGE,
                      topics.POLICY_VIEW_FRONT, topics.POLICY_VIEW_WRIST}
     assert f"Fixed Frame: {topics.BASE_FRAME}" in text
+
+
+def test_the_real_arm_graph_has_a_task_source_and_a_classifier_only_when_asked():
+    real = {n.name for n in graph.TRAIN_GRAPH.active_nodes({"use_sim": "false"})}
+    assert {"task", "camera", "joy_intervention"} <= real and not {"sim", "sim_camera", "reward_classifier"} & real
+    args = graph.TRAIN_GRAPH.resolve_arguments({"use_sim": "false"})
+    assert args["observation"] == "pixels"  # no goal on the real arm
+    assert graph.TRAIN_GRAPH.resolve_arguments({})["observation"] == "state"
+    both = {n.name for n in graph.TRAIN_GRAPH.active_nodes({"use_sim": "false", "reward": "both", "camera": "none"})}
+    assert "reward_classifier" in both and "camera" not in both
+    simulated = {n.name for n in graph.TRAIN_GRAPH.active_nodes({"reward": "classifier"})}
+    assert not {"task", "reward_classifier", "camera"} & simulated  # the simulator judges in simulation

@@ -5,7 +5,11 @@ At ``control_rate`` (10 Hz; simulated time when use_sim_time is set) it builds t
 else the policy's), publishes the EE command, and sends the transition of the previous step
 to the learner (reliable, numbered ``seq`` from 1). Episodes end on task success, on the
 operator's success/failure buttons, or after ``max_episode_steps``; the next one starts after
-the simulation's reset service answered (on the real arm: after the operator's START event).
+the simulation's reset service answered. On the real arm (``use_sim`` false) the task node
+(/task) is the task source behind the same topic: it reads the buttons and the reward
+classifier, so the actor takes success and failure from its TaskState only; after an episode
+the actor calls /task/reset (the arm goes home, the next episode starts on START) and acts
+again once the next episode's task state comes.
 
 No transition is lost when the learner dies or restarts: each is also written to a spool on
 disk (``spool_dir``/<actor_id>) and kept until the learner acknowledges it as checkpointed
@@ -162,7 +166,7 @@ class ActorNode(Node):
         if left:
             self.get_logger().info(f"spool {self.spool.directory}: {len(self.spool)} transitions of earlier "
                                    f"sessions not yet in a learner checkpoint; they will be re-sent")
-        self.reset_client = self.create_client(Trigger, topics.SIM_RESET)
+        self.reset_client = self.create_client(Trigger, topics.SIM_RESET if self.params["use_sim"] else topics.TASK_RESET)
         if not self.lockstep:
             self.timer = self.create_timer(1.0 / self.params["control_rate"], self._step)
             self.params.bind_rate("control_rate", self.timer)
@@ -249,6 +253,8 @@ class ActorNode(Node):
         self._maybe_step()
 
     def _on_event(self, msg: EpisodeEvent) -> None:
+        if not self.params["use_sim"]:
+            return  # the task node judges the buttons: its task state carries their reward
         self.pending_event = msg.event
 
     def _on_weights(self, msg: PolicyWeights) -> None:
@@ -301,6 +307,13 @@ class ActorNode(Node):
         if self.spec.cameras:
             # lockstep: the boundary's frames (stamped at or after it); else next to the joint state
             frames = self._frames_for(self.last_tick if self.lockstep else self.joints_stamp, lockstep=self.lockstep)
+            if frames is None and self.task.failure:
+                # the task source stopped the episode (a camera or the reward classifier is gone):
+                # end it now; its last step has no next frames, so it is not sent
+                self.get_logger().error(f"episode {self.episode} stopped by the task source: {self.task.reason}; "
+                                        f"its last step is not sent (no frames of the next state)")
+                self._end_episode(False, f"failure ({self.task.reason})")
+                return
             if frames is None:  # no acting blind: this step waits for every camera
                 self.stale_frames += 1
                 if self.stale_frames in (1, 10, 100, 1000) or self.stale_frames % 10000 == 0:
@@ -320,13 +333,16 @@ class ActorNode(Node):
             event, self.pending_event = self.pending_event, None
             if event == EpisodeEvent.SUCCESS:
                 success = True
-            terminated = success or event == EpisodeEvent.FAILURE
+            failure = event == EpisodeEvent.FAILURE or bool(self.task.failure)
+            terminated = success or failure
             truncated = not terminated and self.step_index >= self.params["max_episode_steps"]
             self._send(prev_obs, prev_action, reward, obs, terminated, truncated, prev_human, prev_frames,
                        frames if (terminated or truncated) else None)
             self.episode_reward += reward
             if terminated or truncated:
                 reason = "success" if success else ("failure" if terminated else "timeout")
+                if self.task.reason and terminated:
+                    reason += f" ({self.task.reason})"
                 self._end_episode(success, reason)
                 return
         human = self._human_action()
@@ -416,12 +432,11 @@ class ActorNode(Node):
         self._reset_world()
 
     def _reset_world(self) -> None:
-        if not self.params["use_sim"]:
-            return  # real arm: the operator's START event is awaited by the joystick node's reset logic
         self.resetting = True
         self.stop_arm()
         if not self.reset_client.service_is_ready():
-            self.get_logger().warning("simulation reset service not available; continuing without reset")
+            self.get_logger().warning(f"reset service {self.reset_client.srv_name} not available; continuing "
+                                      f"without reset")
             self.resetting = False
             return
         # only task states of the next simulated episode count from here on (the sim may
@@ -433,6 +448,9 @@ class ActorNode(Node):
 
     def _after_reset(self, future) -> None:
         self.resetting = False
+        reply = future.result()
+        if reply is not None and not reply.success:
+            self.get_logger().error(f"reset refused: {reply.message}")
         if self.lockstep:
             self.stop_arm()  # the simulation may be waiting for a command at a boundary
 

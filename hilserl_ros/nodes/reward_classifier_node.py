@@ -1,0 +1,128 @@
+"""Reward classifier node (/reward_classifier): P(success) of the cameras' newest frames.
+
+Loads a classifier written by ``make train-reward-classifier`` (safetensors; no pickle),
+subscribes the cameras of the observation in use (the actor's description, so it sees what
+the policy sees: same crop and size), and at ``control_rate`` publishes a
+``SuccessPrediction`` on /reward_classifier/prediction for the newest set of frames, once per
+new set: the probability, the live ``threshold`` it was compared with, and the verdict. The
+task node (/task) turns it into the episode's success; Foxglove plots the probability.
+
+A camera whose newest frame is older than its ``max_age`` plus one control period holds the
+predictions back (warned once per outage): the task node then stops the episode with that
+reason instead of judging on an old picture.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+
+from hilserl_ros import topics
+from hilserl_ros.learning.reward_classifier import DEFAULT_PATH, RewardClassifier, file_sha256
+from hilserl_ros.msg import SuccessPrediction
+from hilserl_ros.observation import load_observation
+from hilserl_ros.ros import qos
+from hilserl_ros.ros.params import ParamSpec, declare, observation_params
+from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.validation import DropCounter
+from hilserl_ros.vision.ros_image import compressed_to_rgb8, msg_to_rgb8
+
+PARAMS = [
+    *observation_params("the observation whose cameras (topics, crop, size) the classifier reads: pixels"),
+    ParamSpec("model", DEFAULT_PATH, "classifier file of make train-reward-classifier", read_only=True),
+    ParamSpec("threshold", 0.5, "P(success) at or above which a step is a success", min=0.0, max=1.0),
+    ParamSpec("control_rate", 10.0, "predictions per second at most (one per new set of frames)", min=1.0,
+              max=100.0, unit="Hz"),
+]
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+class RewardClassifierNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("reward_classifier", **node_options)
+        import torch
+
+        torch.set_num_threads(1)
+        self.params = declare(self, PARAMS)
+        path = self.params["model"]
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"reward classifier {path!r} not found: train one with make "
+                                    f"train-reward-classifier, or run with reward:=buttons")
+        self.model = RewardClassifier.load(path)
+        self.model_name = f"{os.path.basename(path)}@{file_sha256(path)[:12]}"
+        spec = load_observation(self.params["task"], self.params["observation"], self.params["observation_file"] or None)
+        self.spec = spec
+        self.cameras = {c.name: c for c in spec.cameras}
+        missing = [c for c in self.model.cameras if c not in self.cameras]
+        if missing:
+            raise ValueError(f"{path} judges camera(s) {missing}, which observation {spec.label} does not have "
+                             f"(it has {sorted(self.cameras)})")
+        sizes = {self.cameras[c].size for c in self.model.cameras}
+        if sizes != {self.model.image_size}:
+            raise ValueError(f"{path} takes {self.model.image_size} px frames; observation {spec.label} makes {sizes}")
+        self.frames: dict[str, tuple[np.ndarray, float]] = {}
+        self.last_judged: tuple | None = None
+        self.stale_since: float | None = None
+        self.drops = DropCounter(self.get_logger(), "camera frame")
+        self.pub = self.create_publisher(SuccessPrediction, topics.REWARD_PREDICTION, qos.EVENTS)
+        for name in self.model.cameras:
+            camera = self.cameras[name]
+            compressed = camera.topic.rstrip("/").endswith("/compressed")
+            self.create_subscription(CompressedImage if compressed else Image, camera.topic,
+                                     lambda msg, c=camera, z=compressed: self._on_frame(c, msg, z), qos.SENSOR)
+        self.timer = self.create_timer(1.0 / self.params["control_rate"], self._predict)
+        self.params.bind_rate("control_rate", self.timer)
+        self.predictions = 0
+        self.get_logger().info(f"{self.model_name}: cameras {', '.join(self.model.cameras)}, threshold "
+                               f"{self.params['threshold']}")
+
+    def _on_frame(self, camera, msg, compressed: bool) -> None:
+        try:
+            pixels = compressed_to_rgb8(msg) if compressed else msg_to_rgb8(msg)
+            view = self.spec.process_frame(camera, pixels)
+        except ValueError as err:
+            self.drops.drop(f"camera {camera.name} on {camera.topic}: {err}")
+            return
+        self.frames[camera.name] = (view, _seconds(msg.header.stamp))
+
+    def _predict(self) -> None:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        period = 1.0 / self.params["control_rate"]
+        stale = [name for name in self.model.cameras
+                 if name not in self.frames or now - self.frames[name][1] > self.cameras[name].max_age + period]
+        if stale:
+            if self.stale_since is None:
+                self.stale_since = time.monotonic()
+                self.get_logger().warning(f"no fresh frame of camera(s) {', '.join(stale)}: no predictions until "
+                                          f"they come back (the task node stops the episode)")
+            return
+        if self.stale_since is not None:
+            self.get_logger().info(f"cameras back after {time.monotonic() - self.stale_since:.1f} s")
+            self.stale_since = None
+        stamps = tuple(self.frames[name][1] for name in self.model.cameras)
+        if stamps == self.last_judged:
+            return  # nothing new to judge
+        self.last_judged = stamps
+        probability = float(self.model.probability({n: self.frames[n][0] for n in self.model.cameras})[0])
+        threshold = float(self.params["threshold"])
+        msg = SuccessPrediction(probability=probability, threshold=threshold, success=probability >= threshold,
+                                model=self.model_name)
+        oldest = min(stamps)
+        msg.header.stamp.sec = int(oldest)
+        msg.header.stamp.nanosec = int(round((oldest - int(oldest)) * 1e9)) % 1_000_000_000
+        self.pub.publish(msg)
+        self.predictions += 1
+
+
+def main():
+    return run_node(RewardClassifierNode)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
