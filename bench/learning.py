@@ -77,7 +77,7 @@ def plan_runs(opts) -> list[tuple[str, str, int, int]]:
     return plan
 
 
-def measure_reward_classifier(seeds, episodes: int) -> dict:
+def measure_reward_classifier(seeds, episodes: int, save_dir: str | None = None, keep: bool = True) -> dict:
     """The reward classifier's precision and recall on held-out simulated pick_cube episodes,
     where the simulator knows the true success of every frame (bench/results/reward_classifier.json)."""
     import torch
@@ -90,8 +90,11 @@ def measure_reward_classifier(seeds, episodes: int) -> dict:
         start = time.monotonic()
         data = rc.collect_sim("pick_cube", episodes, seed=seed)
         collected = time.monotonic() - start
-        _, report = rc.train(data, held_out=0.25, seed=seed)
+        model, report = rc.train(data, held_out=0.25, seed=seed)
         held = report["held_out"]
+        if save_dir:
+            model.save(os.path.join(save_dir, f"reward_classifier_seed{seed}.safetensors"),
+                       {"source": f"bench-learning: {episodes} simulated pick_cube episodes, seed {seed}"})
         results.append({"seed": seed, "episodes": episodes, "frames": len(data),
                         "success_frames": int(data.labels.sum()), "collect_s": round(collected, 1),
                         "train_s": round(time.monotonic() - start - collected, 1), **{k: held[k] for k in
@@ -103,8 +106,8 @@ def measure_reward_classifier(seeds, episodes: int) -> dict:
     out = {"date": time.strftime("%Y-%m-%d %H:%M"), "task": "pick_cube", "threshold": 0.5, "held_out_share": 0.25,
            "runs": results, "command": f"make bench-learning ARGS=\"--observation pixels --only reward-classifier\"",
            "versions": versions("torch", "mujoco")}
-    path = write("reward_classifier", out)
-    print(f"[bench-learning] wrote {path}")
+    if keep:  # bench/results/reward_classifier.json: the --only reward-classifier measurement
+        print(f"[bench-learning] wrote {write('reward_classifier', out)}")
     return out
 
 
@@ -118,6 +121,10 @@ def main(argv=None) -> int:
     parser.add_argument("--pick-graph-without-demos", action="store_true")
     parser.add_argument("--only", choices=("env", "graph", "reward-classifier"), default=None,
                         help="run one side only (reward-classifier: only its precision and recall)")
+    parser.add_argument("--classifier-reward", action="store_true",
+                        help="pixels, env: pick_cube's reward and success from the reward classifier of the same "
+                        "seed (sparse, as on the real arm); the simulator still judges. Results in "
+                        "bench/results/learning_pixels_classifier.json")
     parser.add_argument("--classifier-episodes", type=int, default=60,
                         help="simulated pick_cube episodes per seed for the reward classifier (a quarter held out)")
     parser.add_argument("--observation", choices=("state", "pixels"), default="state",
@@ -128,12 +135,17 @@ def main(argv=None) -> int:
     budgets = BUDGETS if opts.observation == "state" else PIXEL_BUDGETS
     from tqdm import tqdm
 
-    if opts.observation == "pixels" and (opts.only in (None, "reward-classifier")) and "pick_cube" in opts.tasks:
-        measure_reward_classifier(opts.seeds, opts.classifier_episodes)
+    if opts.classifier_reward:
+        if opts.observation != "pixels":
+            parser.error("--classifier-reward needs --observation pixels")
+        opts.tasks, opts.only, name = ["pick_cube"], "env", "learning_pixels_classifier"
+    workdir = tempfile.mkdtemp(prefix="bench-learning-")
+    if opts.observation == "pixels" and (opts.only in (None, "reward-classifier") or opts.classifier_reward) \
+            and "pick_cube" in opts.tasks:
+        measure_reward_classifier(opts.seeds, opts.classifier_episodes, workdir, keep=not opts.classifier_reward)
         if opts.only == "reward-classifier":
             return 0
-    workdir = tempfile.mkdtemp(prefix="bench-learning-")
-    print(f"[bench-learning] logs and run directories in {workdir}")
+    print(f"[bench-learning] logs, run directories and classifiers in {workdir}")
     runs = []
     for task, where, demos, seed in tqdm(plan_runs(opts), desc="runs", unit="run"):
         budget = (opts.env_minutes if where == "env" else opts.graph_minutes) or budgets[(task, where)]
@@ -144,6 +156,8 @@ def main(argv=None) -> int:
             command = [sys.executable, "-m", "hilserl_ros.sim.train_env", "--task", task, "--seed", str(seed),
                        "--minutes", str(budget), "--max-steps", "100000", "--target", str(target),
                        "--demos", str(demos), "--result-json", result, "--observation", opts.observation]
+            if opts.classifier_reward:
+                command += ["--reward-classifier", os.path.join(workdir, f"reward_classifier_seed{seed}.safetensors")]
         else:
             command = [sys.executable, "-m", "hilserl_ros.train", "--minutes", str(budget), "--target", str(target),
                        "--demos", str(demos), "--run-dir", out, "--result-json", result, f"task:={task}",

@@ -78,6 +78,10 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("camera", "0", "OpenCV camera index or device path (real arm)"),
     LaunchArg("camera_node", "auto", "Run the OpenCV camera node; auto = on the real arm unless camera:=none "
               "(another node publishes the camera topics)", ("auto", "true", "false")),
+    LaunchArg("wrist_camera", "none", "Real arm: OpenCV device of the wrist camera, published on "
+              "/camera/wrist/image_raw (pick_cube's pixel observation has one); none = no wrist camera node"),
+    LaunchArg("wrist_camera_node", "auto", "Run the wrist camera node; auto = on the real arm when wrist_camera "
+              "is not none", ("auto", "true", "false")),
     LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false"), bool),
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
     LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
@@ -161,6 +165,16 @@ NODES: tuple[NodeSpec, ...] = (
         params_file="camera.yaml",
         arg_parameters={"device": "camera"},
         only_if="camera_node",
+    ),
+    NodeSpec(
+        name="wrist_camera",
+        executable="camera_node",
+        module="hilserl_ros.nodes.camera_node",
+        description="The wrist camera: the camera node again, on the wrist camera's topic",
+        params_file="wrist_camera.yaml",
+        arg_parameters={"device": "wrist_camera"},
+        remappings=(("/camera/image_raw", "/camera/wrist/image_raw"),),
+        only_if="wrist_camera_node",
     ),
     NodeSpec(
         name="gamepad",
@@ -314,6 +328,10 @@ class Graph:
         if values.get("camera_node") == "auto":
             real = not parse_bool(values.get("use_sim", "true"), "use_sim")
             values["camera_node"] = "true" if real and values.get("camera", "0").lower() != "none" else "false"
+        if values.get("wrist_camera_node") == "auto":
+            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
+            values["wrist_camera_node"] = "true" if real and values.get("wrist_camera", "none").lower() != "none" \
+                else "false"
         if values.get("reward_classifier") == "auto":
             real = not parse_bool(values.get("use_sim", "true"), "use_sim")
             values["reward_classifier"] = "true" if real and values.get("reward", "buttons") != "buttons" else "false"
@@ -416,7 +434,8 @@ def is_implemented(spec: NodeSpec) -> bool:
 
 def entry_points(nodes: tuple[NodeSpec, ...] = NODES + TOOLS) -> list[str]:
     """Console entry points of the nodes that exist."""
-    return [spec.entry_point for spec in nodes if spec.package == PACKAGE and is_implemented(spec)]
+    found = [spec.entry_point for spec in nodes if spec.package == PACKAGE and is_implemented(spec)]
+    return list(dict.fromkeys(found))  # one executable may run as several nodes (camera, wrist_camera)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ def test_unknown_argument_and_bad_choice_are_refused():
         parse_overrides(["use_sim=true"])
 
 
-def test_node_names_and_executables_are_unique():
+def test_node_names_are_unique_and_an_executable_has_one_module():
     names = [s.name for s in graph.NODES]
-    exes = [s.executable for s in graph.NODES]
-    assert len(set(names)) == len(names) and len(set(exes)) == len(exes)
+    modules = {}
+    for s in graph.NODES:  # one executable may run as two nodes (camera, wrist_camera), never two modules
+        assert modules.setdefault(s.executable, s.module) == s.module, s.executable
+    assert len(set(names)) == len(names)
     for spec in graph.NODES:
         for arg in (spec.only_if, spec.unless, *spec.arg_parameters.values()):
             assert arg is None or arg in {a.name for a in graph.LAUNCH_ARGUMENTS}, (spec.name, arg)
@@ -102,3 +104,16 @@ def test_the_real_arm_graph_has_a_task_source_and_a_classifier_only_when_asked()
     assert "reward_classifier" in both and "camera" not in both
     simulated = {n.name for n in graph.TRAIN_GRAPH.active_nodes({"reward": "classifier"})}
     assert not {"task", "reward_classifier", "camera"} & simulated  # the simulator judges in simulation
+
+
+def test_the_wrist_camera_is_the_camera_node_again_on_the_wrist_topic():
+    from hilserl_ros import topics
+
+    real = {n.name: n for n in graph.TRAIN_GRAPH.active_nodes({"use_sim": "false", "wrist_camera": "/dev/video2"})}
+    wrist = real["wrist_camera"]
+    assert wrist.executable == real["camera"].executable
+    assert dict(wrist.remappings) == {topics.CAMERA_IMAGE: topics.WRIST_CAMERA_IMAGE}
+    assert graph.node_parameters(wrist, graph.TRAIN_GRAPH.resolve_arguments(
+        {"use_sim": "false", "wrist_camera": "/dev/video2"}), graph.LAUNCH_ARGUMENTS)["device"] == "/dev/video2"
+    assert "wrist_camera" not in {n.name for n in graph.TRAIN_GRAPH.active_nodes({"use_sim": "false"})}
+    assert len(graph.entry_points()) == len(set(graph.entry_points()))

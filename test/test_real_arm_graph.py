@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState, Joy
 
 from hilserl_ros import topics
+from hilserl_ros.kinematics import SO101Kinematics
 from hilserl_ros.learning import reward_classifier as rc
 from hilserl_ros.msg import EpisodeStats, PolicyWeights, SuccessPrediction, TaskState, Transition, TransitionAck
 from hilserl_ros.nodes.task_node import RESET_FRAME
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 START, SUCCESS, DEADMAN = 3, 0, 5  # buttons of config/intervention.yaml: Y, A, RB
 RESET_SPEED = 0.5  # rad/s, config/task.yaml
+BOX_MIN, BOX_MAX = (0.13, -0.12, 0.025), (0.28, 0.12, 0.12)  # config/tasks/pick_cube.yaml
 
 
 def double(name: str, value: float) -> Parameter:
@@ -71,6 +74,7 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             weights = session.probe(peer, PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED)
             commands = session.probe(peer, JointState, topics.JOINT_COMMANDS, qos.EVENTS)
             predictions = session.probe(peer, SuccessPrediction, topics.REWARD_PREDICTION, qos.EVENTS)
+            poses = session.probe(peer, PoseStamped, topics.EE_POSE, qos.EVENTS)
             joy_pub = peer.create_publisher(Joy, topics.JOY, qos.SENSOR)
             params = {node: peer.create_client(SetParameters, f"/{node}/set_parameters")
                       for node in ("reward_classifier", "learner", "task")}
@@ -134,6 +138,16 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             # the learner took them and weights come back
             wait_for(lambda: any(a.received_seq >= last.seq for a in acks.messages), 60, "the learner's ack")
             wait_for(lambda: any(w.version >= 1 for w in weights.messages), 120, "new weights from the learner")
+
+            # safety held for every command: joint targets within the URDF limits, and the EE (the
+            # operator pushed forward for 2 s, 40 cm worth of commands) inside the workspace box
+            kin = SO101Kinematics()
+            for c in commands.messages:
+                q = np.array(c.position)
+                assert np.all(q >= kin.lower - 1e-6) and np.all(q <= kin.upper + 1e-6), c
+            reached = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in poses.messages])
+            assert np.all(reached <= np.array(BOX_MAX) + 0.015) and np.all(reached >= np.array(BOX_MIN) - 0.015), \
+                (reached.min(axis=0), reached.max(axis=0))
 
             # the way home after episode 1 (the operator moved the arm): slow, in periods of 0.1 s
             wait_for(lambda: sum(c.header.frame_id == RESET_FRAME for c in commands.messages) > 12, 60, "the way home")

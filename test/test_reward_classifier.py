@@ -86,3 +86,23 @@ def test_frames_of_bags_are_labelled_by_how_their_episode_ended(tmp_path):
         empty.add_topic(topics.TRANSITIONS, "hilserl_ros/msg/Transition")
         empty.close()
         rc.collect_bags([str(tmp_path / "empty")])
+
+
+def test_the_classifier_reward_replaces_the_simulators_and_the_simulator_still_judges():
+    from hilserl_ros.sim.env import make_env
+
+    model = rc.from_policy_encoders(("front", "wrist"))  # an untrained head: P strictly in (0, 1)
+    env = rc.ClassifierReward(make_env("pick_cube", seed=0, operator=False, observation="pixels"), model,
+                              threshold=0.0)
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(np.zeros(4, np.float32))
+    # the classifier says success at once: sparse reward 1, the episode ends, the simulator disagrees
+    assert (reward, terminated, truncated) == (1.0, True, False) and not info["success"]
+    assert 0.0 < info["classifier_p"] < 1.0 and env.false_successes == 1
+    never = rc.ClassifierReward(make_env("pick_cube", seed=0, operator=False, observation="pixels"), model,
+                                threshold=1.01)
+    never.reset(seed=0)
+    limit = never.unwrapped.config.max_episode_steps
+    for step in range(1, limit + 1):
+        _, reward, terminated, truncated, _ = never.step(np.zeros(4, np.float32))
+        assert reward == 0.0 and not terminated and truncated == (step == limit)

@@ -287,6 +287,37 @@ def train(data: LabelledFrames, held_out: float = 0.25, seed: int = 0, epochs: i
     return model, report
 
 
+class ClassifierReward:
+    """Wraps a pixel env (hilserl_ros.sim.env.make_env) so that reward and termination come from
+    the classifier, as on the real arm: HIL-SERL's sparse ``success_reward`` when P(success) >=
+    the threshold, else 0, and the episode ends there. ``info["success"]`` stays the simulator's
+    (it still judges how well the policy does); ``info["classifier_p"]`` is the probability."""
+
+    def __init__(self, env, model: RewardClassifier, success_reward: float = 1.0, threshold: float | None = None):
+        self.env = env
+        self.model = model
+        self.success_reward = success_reward
+        self.threshold = model.threshold if threshold is None else threshold
+        self.false_successes = self.missed_successes = 0
+
+    def __getattr__(self, name):  # action_space, will_intervene, unwrapped, close, ...
+        return getattr(self.env, name)
+
+    def reset(self, **kwargs):
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, _, _, _, info = self.env.step(action)
+        p = float(self.model.probability({c: obs[c] for c in self.model.cameras})[0])
+        success = p >= self.threshold
+        self.false_successes += int(success and not info["success"])
+        self.missed_successes += int(info["success"] and not success)
+        inner = self.env.unwrapped
+        truncated = not success and inner.steps >= inner.config.max_episode_steps
+        info["classifier_p"] = p
+        return obs, (self.success_reward if success else 0.0), success, truncated, info
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train the reward classifier from bags or from simulation.")
     parser.add_argument("bags", nargs="*", help="rosbag2 directories (or folders of them) with pixel transitions")

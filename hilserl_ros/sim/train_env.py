@@ -125,15 +125,18 @@ def rolling(records: list[EpisodeRecord], window: int) -> tuple[float, float]:
 def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, max_minutes: float = 10.0,
               target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
-              update_hook=None, demo_episodes: int = 0, observation: str = "state") -> EnvRunResult:
+              update_hook=None, demo_episodes: int = 0, observation: str = "state",
+              reward_model: str | None = None) -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
     sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose);
     ``demo_episodes`` scripted demonstrations (the operator driving every step, as
-    ``make record-demos``) are preloaded into the demonstration buffer first."""
+    ``make record-demos``) are preloaded into the demonstration buffer first. ``reward_model``:
+    a reward classifier file whose verdict on the frames replaces the simulator's reward and
+    success (the real arm's setting, sparse reward); the simulator still judges the records."""
     torch.set_num_threads(threads)
     learner = learner or LearnerSettings.from_graph(task=task)
-    env = make_env(task, seed=seed, operator=operator, config=env_config, observation=observation)
+    env = judged(make_env(task, seed=seed, operator=operator, config=env_config, observation=observation), reward_model)
     spec = env.unwrapped.observation_spec
     sac = dict(learner.sac, seed=seed, **learner.image_config(spec))
     config = SACConfig(obs_dim=spec.obs_dim, action_dim=env.action_space.shape[0],
@@ -145,8 +148,8 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     def sample(n):
         return sample_mixed(rl, demo, n)
 
-    demo_stats = (record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config, observation)
-                  if demo_episodes else None)
+    demo_stats = (record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config, observation,
+                                        reward_model) if demo_episodes else None)
 
     records: list[EpisodeRecord] = []
     start = time.monotonic()
@@ -262,10 +265,21 @@ class FrameFeed:
         self.last = None
 
 
+def judged(env, reward_model: str | None):
+    """``env`` with the reward classifier of ``reward_model`` as its reward, if one is given."""
+    if not reward_model:
+        return env
+    from hilserl_ros.learning.reward_classifier import ClassifierReward, RewardClassifier
+
+    return ClassifierReward(env, RewardClassifier.load(reward_model))
+
+
 def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
-                          env_config: EnvConfig | None = None, observation: str = "state") -> tuple[int, int]:
+                          env_config: EnvConfig | None = None, observation: str = "state",
+                          reward_model: str | None = None) -> tuple[int, int]:
     """``episodes`` episodes driven by the scripted operator into ``buffer``; (successes, steps)."""
-    env = make_env(task, seed=seed, config=env_config, demonstrate=True, observation=observation)
+    env = judged(make_env(task, seed=seed, config=env_config, demonstrate=True, observation=observation),
+                 reward_model)
     feed = FrameFeed(buffer)
     successes = steps = 0
     for episode in range(episodes):
@@ -295,6 +309,8 @@ def main(argv=None) -> int:
     parser.add_argument("--observation", default="state",
                         help="observation of config/observation/<task>.yaml: state | pixels")
     parser.add_argument("--result-json", default=None, help="write the outcome here (make bench-learning)")
+    parser.add_argument("--reward-classifier", default=None, help="reward and success from this classifier file "
+                        "(pixels; sparse reward as on the real arm); the simulator still judges success")
     opts = parser.parse_args(argv)
 
     def show(record: EpisodeRecord, rate: float) -> None:
@@ -305,12 +321,12 @@ def main(argv=None) -> int:
 
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
                        operator=not opts.no_operator, progress=show, demo_episodes=opts.demos,
-                       observation=opts.observation)
+                       observation=opts.observation, reward_model=opts.reward_classifier)
     summary = result.summary()
     print(json.dumps(summary))
     if opts.result_json:
         record = {"task": opts.task, "observation": opts.observation, "where": "env", **summary, "target": opts.target,
-                  "demos": opts.demos,
+                  "demos": opts.demos, "reward": "classifier" if opts.reward_classifier else "simulator",
                   "window": opts.window, "budget_minutes": opts.minutes}
         with open(opts.result_json, "w") as fh:
             json.dump(record, fh, indent=1)
