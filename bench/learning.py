@@ -71,6 +71,8 @@ def plan_runs(opts) -> list[tuple[str, str, int, int]]:
                                                                         ("graph", opts.pick_demos)]
         if task == "pick_cube" and opts.pick_graph_without_demos:
             variants.append(("graph", 0))
+        if getattr(opts, "classifier_reward", False):  # sparse reward: with demonstrations, as on the real arm
+            variants = [("env", opts.pick_demos)]
         for where, demos in variants:
             if opts.only in (None, where):
                 plan += [(task, where, demos, seed) for seed in opts.seeds]

@@ -279,6 +279,7 @@ def train(data: LabelledFrames, held_out: float = 0.25, seed: int = 0, epochs: i
           weights: str | None = None) -> tuple[RewardClassifier, dict]:
     """Fit on some episodes, score on the others; returns the model and its scores."""
     training, held = split_episodes(data, held_out, seed) if held_out > 0 else (data, None)
+    torch.manual_seed(seed)  # the head's initial weights too: same data and seed, same classifier
     model = from_policy_encoders(tuple(sorted(data.frames)), weights)
     report = {"train": model.fit(training, epochs=epochs, seed=seed)}
     if held is not None and len(held):
