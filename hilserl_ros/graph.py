@@ -320,24 +320,21 @@ class Graph:
             if arg.choices and str(value).lower() not in arg.choices:
                 raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
             values[name] = str(value)
+        simulated = parse_bool(values.get("use_sim", "true"), "use_sim")
         if values.get("observation") == "auto":
-            values["observation"] = "state" if parse_bool(values.get("use_sim", "true"), "use_sim") else "pixels"
+            values["observation"] = "state" if simulated else "pixels"
         if values.get("sim_camera") == "auto":
-            simulated = parse_bool(values.get("use_sim", "true"), "use_sim")
             values["sim_camera"] = "true" if simulated and values.get("observation", "state") != "state" else "false"
         if values.get("camera_node") == "auto":
-            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
-            values["camera_node"] = "true" if real and values.get("camera", "0").lower() != "none" else "false"
+            values["camera_node"] = "true" if not simulated and values.get("camera", "0").lower() != "none" else "false"
         if values.get("wrist_camera_node") == "auto":
-            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
-            values["wrist_camera_node"] = "true" if real and values.get("wrist_camera", "none").lower() != "none" \
+            values["wrist_camera_node"] = "true" if not simulated and values.get("wrist_camera", "none").lower() != "none" \
                 else "false"
         if values.get("reward_classifier") == "auto":
-            real = not parse_bool(values.get("use_sim", "true"), "use_sim")
-            values["reward_classifier"] = "true" if real and values.get("reward", "buttons") != "buttons" else "false"
+            values["reward_classifier"] = "true" if not simulated and values.get("reward", "buttons") != "buttons" else "false"
         if values.get("operator") == "auto":
-            values["operator"] = "scripted" if parse_bool(values.get("use_sim", "true"), "use_sim") else "joystick"
-        if values.get("operator") == "scripted" and not parse_bool(values.get("use_sim", "true"), "use_sim"):
+            values["operator"] = "scripted" if simulated else "joystick"
+        if values.get("operator") == "scripted" and not simulated:
             raise ValueError("operator:=scripted needs the simulation (use_sim:=true); on the real arm use a joystick")
         return values
 

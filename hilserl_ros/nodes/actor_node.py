@@ -48,11 +48,10 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
-from hilserl_ros.hardware.bus import JOINT_NAMES
 from hilserl_ros.learning.link import TransitionSpool
 from hilserl_ros.learning.sac import Policy, sha256
 from hilserl_ros.msg import (
@@ -66,9 +65,10 @@ from hilserl_ros.msg import (
     TransitionAck,
 )
 from hilserl_ros.observation import ACTION_DIM, load_observation
-from hilserl_ros.vision.ros_image import compressed_to_rgb8, msg_to_rgb8, to_image_msg
+from hilserl_ros.vision.ros_image import to_image_msg
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
+from hilserl_ros.ros.messages import joint_positions, seconds as _seconds, subscribe_camera
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
 
@@ -97,10 +97,6 @@ PARAMS = [
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
 ]
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class ActorNode(Node):
@@ -156,9 +152,7 @@ class ActorNode(Node):
         self.create_subscription(TransitionAck, topics.TRANSITION_ACKS, self._on_ack, qos.EVENTS)
         self.view_pubs = {}
         for camera in self.spec.cameras:
-            compressed = camera.topic.rstrip("/").endswith("/compressed")
-            self.create_subscription(CompressedImage if compressed else Image, camera.topic,
-                                     lambda msg, c=camera, z=compressed: self._on_frame(c, msg, z), qos.SENSOR)
+            subscribe_camera(self, self.spec, camera, self._on_frame, self.drops, qos.SENSOR)
             self.view_pubs[camera.name] = self.create_publisher(Image, f"/actor/view/{camera.name}", qos.SENSOR)  # topics.POLICY_VIEW_*
         # resending runs on the wall clock: it must go on while simulated time stands still
         self.resend_timer = self.create_timer(0.2, self._resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -182,22 +176,16 @@ class ActorNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_joints(self, msg: JointState) -> None:
-        index = {n: i for i, n in enumerate(msg.name)}
-        if any(n not in index for n in JOINT_NAMES) or len(msg.position) != len(msg.name):
-            self.drops.drop("joint state without all joints")
+        try:
+            self.joints = joint_positions(msg)
+        except ValueError as err:
+            self.drops.drop(str(err))
             return
-        self.joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
         self.joints_stamp = _seconds(msg.header.stamp)
         self._maybe_step()
 
-    def _on_frame(self, camera, msg, compressed: bool) -> None:
-        try:
-            pixels = compressed_to_rgb8(msg) if compressed else msg_to_rgb8(msg)
-            view = self.spec.process_frame(camera, pixels)
-        except ValueError as err:
-            self.drops.drop(f"camera {camera.name} on {camera.topic}: {err}")
-            return
-        self.frames[camera.name] = (view, _seconds(msg.header.stamp))
+    def _on_frame(self, camera, view: np.ndarray, stamp: float) -> None:
+        self.frames[camera.name] = (view, stamp)
         self._maybe_step()
 
     def _frames_for(self, stamp: float, lockstep: bool) -> dict[str, np.ndarray] | None:

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.time import Time
 
 from hilserl_ros import topics
 from hilserl_ros.learning.reward_classifier import DEFAULT_PATH, RewardClassifier, file_sha256
@@ -26,9 +26,9 @@ from hilserl_ros.msg import SuccessPrediction
 from hilserl_ros.observation import load_observation
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
+from hilserl_ros.ros.messages import subscribe_camera
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
-from hilserl_ros.vision.ros_image import compressed_to_rgb8, msg_to_rgb8
 
 PARAMS = [
     *observation_params("the observation whose cameras (topics, crop, size) the classifier reads: pixels"),
@@ -37,10 +37,6 @@ PARAMS = [
     ParamSpec("control_rate", 10.0, "predictions per second at most (one per new set of frames)", min=1.0,
               max=100.0, unit="Hz"),
 ]
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class RewardClassifierNode(Node):
@@ -72,24 +68,15 @@ class RewardClassifierNode(Node):
         self.drops = DropCounter(self.get_logger(), "camera frame")
         self.pub = self.create_publisher(SuccessPrediction, topics.REWARD_PREDICTION, qos.EVENTS)
         for name in self.model.cameras:
-            camera = self.cameras[name]
-            compressed = camera.topic.rstrip("/").endswith("/compressed")
-            self.create_subscription(CompressedImage if compressed else Image, camera.topic,
-                                     lambda msg, c=camera, z=compressed: self._on_frame(c, msg, z), qos.SENSOR)
+            subscribe_camera(self, spec, self.cameras[name], self._on_frame, self.drops, qos.SENSOR)
         self.timer = self.create_timer(1.0 / self.params["control_rate"], self._predict)
         self.params.bind_rate("control_rate", self.timer)
         self.predictions = 0
         self.get_logger().info(f"{self.model_name}: cameras {', '.join(self.model.cameras)}, threshold "
                                f"{self.params['threshold']}")
 
-    def _on_frame(self, camera, msg, compressed: bool) -> None:
-        try:
-            pixels = compressed_to_rgb8(msg) if compressed else msg_to_rgb8(msg)
-            view = self.spec.process_frame(camera, pixels)
-        except ValueError as err:
-            self.drops.drop(f"camera {camera.name} on {camera.topic}: {err}")
-            return
-        self.frames[camera.name] = (view, _seconds(msg.header.stamp))
+    def _on_frame(self, camera, view: np.ndarray, stamp: float) -> None:
+        self.frames[camera.name] = (view, stamp)
 
     def _predict(self) -> None:
         now = self.get_clock().now().nanoseconds * 1e-9
@@ -113,9 +100,7 @@ class RewardClassifierNode(Node):
         threshold = float(self.params["threshold"])
         msg = SuccessPrediction(probability=probability, threshold=threshold, success=probability >= threshold,
                                 model=self.model_name)
-        oldest = min(stamps)
-        msg.header.stamp.sec = int(oldest)
-        msg.header.stamp.nanosec = int(round((oldest - int(oldest)) * 1e9)) % 1_000_000_000
+        msg.header.stamp = Time(nanoseconds=round(min(stamps) * 1e9)).to_msg()
         self.pub.publish(msg)
         self.predictions += 1
 

@@ -32,6 +32,7 @@ from hilserl_ros.msg import TaskState
 from hilserl_ros.observation import load_observation
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
+from hilserl_ros.ros.messages import seconds as _seconds
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.sim.world import SO101World
 
@@ -45,10 +46,6 @@ PARAMS = [
     ParamSpec("report_period", 5.0, "wall seconds between render-cost diagnostics", min=0.5, max=600.0, unit="s",
               read_only=True),
 ]
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class SimCameraNode(Node):

@@ -31,9 +31,10 @@ from hilserl_ros.hardware.bus import JOINT_NAMES
 from hilserl_ros.msg import EpisodeEvent, SuccessPrediction, TaskState
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
+from hilserl_ros.ros.messages import joint_positions, seconds
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
-from hilserl_ros.task_judge import REWARD_SOURCES, RUNNING, START_ON, STOPPED, WAITING, EpisodeJudge, JudgeConfig
+from hilserl_ros.task_judge import REWARD_SOURCES, START_ON, STOPPED, WAITING, EpisodeJudge, JudgeConfig
 
 RESET_FRAME = "task_reset"  # frame_id of the way-home commands (tells them apart from the IK's on /joint_commands)
 HOME = [0.0, -1.2, 1.2, 0.75, 0.0, 0.0]  # folded above the table, gripper closed (the simulation's home)
@@ -69,10 +70,6 @@ PARAMS = [
 ]
 LIVE = ("start_on", "start_delay", "success_reward", "step_penalty", "classifier_timeout", "reset_tolerance",
         "reset_timeout")
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class TaskNode(Node):
@@ -122,13 +119,10 @@ class TaskNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_joints(self, msg: JointState) -> None:
-        index = {n: i for i, n in enumerate(msg.name)}
-        if any(n not in index for n in JOINT_NAMES) or len(msg.position) != len(msg.name):
-            self.drops.drop("joint state without all joints")
-            return
-        joints = np.array([msg.position[index[n]] for n in JOINT_NAMES])
-        if not np.all(np.isfinite(joints)):
-            self.drops.drop("non-finite joint state")
+        try:
+            joints = joint_positions(msg)
+        except ValueError as err:
+            self.drops.drop(str(err))
             return
         first = self.joints is None
         self.joints = joints
@@ -142,17 +136,17 @@ class TaskNode(Node):
     def _on_event(self, msg: EpisodeEvent) -> None:
         if msg.event in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE):
             self.judge.button(msg.event == EpisodeEvent.SUCCESS)
-        elif msg.event == EpisodeEvent.START:
-            if self.judge.state == WAITING and not self.judge.start(self._now()):
-                self._say(f"START pressed but {self.judge.why_not_started}", "warning")
-            elif self.judge.state == RUNNING:
+        elif msg.event == EpisodeEvent.START and self.judge.state == WAITING:
+            if self.judge.start(self._now()):
                 self._say(f"episode {self.judge.episode} started by the operator")
+            else:
+                self._say(f"START pressed but {self.judge.why_not_started}", "warning")
 
     def _on_prediction(self, msg: SuccessPrediction) -> None:
         if not np.isfinite(msg.probability):
             self.drops.drop("non-finite success probability")
             return
-        self.judge.classifier(_seconds(msg.header.stamp), bool(msg.success), float(msg.probability))
+        self.judge.classifier(seconds(msg.header.stamp), bool(msg.success), float(msg.probability))
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.joints is None:
