@@ -70,6 +70,7 @@ class JudgeConfig:
     classifier_timeout: float = 0.5  # s: an older prediction means the classifier (or a camera) is gone
     reset_tolerance: float = 0.05  # rad: home reached when every joint is this close
     reset_timeout: float = 20.0  # s
+    veto_window: float = 3.0  # s after the classifier ends an episode in which FAILURE vetoes its success
 
     def check(self) -> None:
         if self.reward_source not in REWARD_SOURCES:
@@ -84,6 +85,16 @@ class JudgeConfig:
     @property
     def uses_buttons(self) -> bool:
         return self.reward_source in ("buttons", "both")
+
+
+@dataclass
+class Veto:
+    """The operator's FAILURE right after the classifier claimed a success: it was none.
+    ``stamp`` is the vetoed prediction's (what the classifier learns as hard negatives)."""
+
+    episode: int
+    stamp: float
+    probability: float
 
 
 @dataclass
@@ -113,6 +124,7 @@ class EpisodeJudge:
         self.pending: tuple[bool, str] | None = None  # a button's verdict, for the next step
         self.prediction: tuple[float, bool, float] | None = None  # (stamp, success, probability)
         self.why_not_started = ""
+        self.claimed: tuple[float, Veto] | None = None  # (when, what) of the classifier's last success
 
     # ------------------------------------------------------------------ inputs
     def reset(self, joints, now: float) -> None:
@@ -120,13 +132,20 @@ class EpisodeJudge:
         self.move = HomeMove(joints, self.home, self.max_speed, self.max_accel, self.rate)
         self.state, self.phase_since, self.pending = RESETTING, now, None
 
-    def button(self, success: bool) -> None:
-        """The operator's SUCCESS (True) or FAILURE (False) button."""
+    def button(self, success: bool, now: float | None = None) -> Veto | None:
+        """The operator's SUCCESS (True) or FAILURE (False) button. FAILURE within
+        ``veto_window`` s of a success the classifier claimed is a veto of it (returned once)."""
         if self.state != RUNNING:
-            return
+            if not success and self.claimed is not None and now is not None:
+                when, veto = self.claimed
+                self.claimed = None
+                if now - when <= self.config.veto_window:
+                    return veto
+            return None
         if success and not self.config.uses_buttons:
-            return  # the classifier alone judges success; failure stays the operator's right
+            return None  # the classifier alone judges success; failure stays the operator's right
         self.pending = (success, "operator: success button" if success else "operator: failure button")
+        return None
 
     def start(self, now: float) -> bool:
         """The operator's START button: begins the episode if the arm is home."""
@@ -168,8 +187,9 @@ class EpisodeJudge:
             missing = self._classifier_missing(now)
             if missing:
                 return self._end(False, True, missing, penalty)
-            _, success, probability = self.prediction
+            stamp, success, probability = self.prediction
             if success:
+                self.claimed = (now, Veto(self.episode, stamp, probability))
                 return self._end(True, False, f"classifier p={probability:.2f}", penalty)
         return Verdict(self.episode, penalty, False, False, "")
 
@@ -190,6 +210,7 @@ class EpisodeJudge:
                 self.why_not_started = missing.replace("episode stopped", "not starting")
                 return False
         self.why_not_started = ""
+        self.claimed = None  # a new episode: too late to veto the last one
         self.episode += 1
         self.state, self.phase_since = RUNNING, now
         return True

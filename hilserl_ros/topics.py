@@ -16,6 +16,7 @@ CLOCK = "/clock"  # rosgraph_msgs/Clock, simulation time
 
 # the real arm's task source (the task node publishes TASK_STATE there)
 REWARD_PREDICTION = "/reward_classifier/prediction"  # hilserl_ros/SuccessPrediction
+REWARD_VETO = "/reward_classifier/veto"  # hilserl_ros/RewardVeto: the operator says a claimed success was none
 
 # end effector
 EE_COMMAND = "/ee_command"  # hilserl_ros/EndEffectorCommand, normalised deltas

@@ -10,8 +10,9 @@ reward classifier, the actor and the learner.
 One run, in order: the arm goes home slowly (rate-limited commands through the driver), START
 begins an episode, the policy steps, the operator takes over, the success button ends it with
 HIL-SERL's reward, transitions with both cameras reach the learner and weights come back; then
-the reward classifier ends an episode (its threshold set live), and a camera that disappears
-stops an episode with the reason instead of acting blind."""
+the reward classifier ends an episode (its threshold set live), the operator vetoes that
+success and the classifier learns it, and a camera that disappears stops an episode with the
+reason instead of acting blind. When the graph stops (Ctrl-C), the arm's torque goes off."""
 import time
 
 import numpy as np
@@ -24,14 +25,15 @@ from sensor_msgs.msg import JointState, Joy
 from hilserl_ros import topics
 from hilserl_ros.kinematics import SO101Kinematics
 from hilserl_ros.learning import reward_classifier as rc
-from hilserl_ros.msg import EpisodeStats, PolicyWeights, SuccessPrediction, TaskState, Transition, TransitionAck
+from hilserl_ros.msg import (EpisodeStats, PolicyWeights, RewardVeto, SuccessPrediction, TaskState, Transition,
+                             TransitionAck)
 from hilserl_ros.nodes.task_node import RESET_FRAME
 from hilserl_ros.ros import qos
 from ros_harness import RosSession, launched_graph, wait_for
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-START, SUCCESS, DEADMAN = 3, 0, 5  # buttons of config/intervention.yaml: Y, A, RB
+START, SUCCESS, FAILURE, DEADMAN = 3, 0, 1, 5  # buttons of config/intervention.yaml: Y, A, B, RB
 RESET_SPEED = 0.5  # rad/s, config/task.yaml
 BOX_MIN, BOX_MAX = (0.13, -0.12, 0.025), (0.28, 0.12, 0.12)  # config/tasks/pick_cube.yaml
 
@@ -74,6 +76,7 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             weights = session.probe(peer, PolicyWeights, topics.POLICY_WEIGHTS, qos.LATCHED)
             commands = session.probe(peer, JointState, topics.JOINT_COMMANDS, qos.EVENTS)
             predictions = session.probe(peer, SuccessPrediction, topics.REWARD_PREDICTION, qos.EVENTS)
+            vetoes = session.probe(peer, RewardVeto, topics.REWARD_VETO, qos.EVENTS)
             poses = session.probe(peer, PoseStamped, topics.EE_POSE, qos.EVENTS)
             joy_pub = peer.create_publisher(Joy, topics.JOY, qos.SENSOR)
             params = {node: peer.create_client(SetParameters, f"/{node}/set_parameters")
@@ -112,6 +115,7 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             # a loaded CI machine renders the cell's cameras late now and then: only an outage
             # longer than this stops an episode
             set_param("task", double("classifier_timeout", 1.5))
+            set_param("task", double("veto_window", 10.0))  # the operator's FAILURE after a claimed success
             wait_for(lambda: predictions.messages, 60, "the reward classifier's predictions")
 
             # 1. the arm goes home at start (it starts there in the cell), then START
@@ -163,6 +167,16 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             wait_for(lambda: any(e.episode == 2 for e in episodes.messages), 60, "episode 2 to end")
             second = next(e for e in episodes.messages if e.episode == 2)
             assert second.success and "classifier p=" in second.end_reason
+            # the operator disagrees: FAILURE right after is a veto, and the classifier learns it
+            press(FAILURE)
+            wait_for(lambda: vetoes.messages, 30, "the task node's veto")
+            assert vetoes.messages[0].probability >= 0.0 and vetoes.messages[0].model.startswith("reward_classifier")
+            wait_for(lambda: any(m.vetoes == 1 and m.hard_negatives >= 1 for m in predictions.messages), 60,
+                     "predictions of the classifier retrained on the veto")
+            retrained = rc.RewardClassifier.load(classifier_file.replace(".safetensors", ".vetoed.safetensors"))
+            assert retrained.info["vetoes"] == 1 and retrained.info["hard_negatives"] >= 1
+            assert len(retrained.training_set[0]) == len(rc.RewardClassifier.load(classifier_file).training_set[0]) \
+                + retrained.info["hard_negatives"]
 
             # 6. a camera goes away during episode 3: stopped, with the reason
             set_param("reward_classifier", double("threshold", 1.0))
@@ -173,6 +187,11 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             third = next(e for e in episodes.messages if e.episode == 3)
             assert not third.success and "silent for" in third.end_reason, third.end_reason
             assert any("no fresh frame of camera" in line for line in lines)
+            cell.wait_output("servo bus: torque on")
+            before_stop = len(cell.lines)
         finally:
             session.close()
+    # the graph stopped as on Ctrl-C: the driver turned the arm's torque off on its way out
+    wait_for(lambda: any("servo bus: torque off" in line for line in cell.lines[before_stop:]), 30,
+             "torque off after the graph's Ctrl-C")
     assert not any("Traceback" in line for line in lines), "\n".join(lines[-80:])

@@ -1,14 +1,15 @@
 """The reward classifier (hilserl_ros.learning.reward_classifier): trained on simulated frames
 whose true success is known, it finds success on episodes it never saw; it reads labelled
-frames from bags as make train-reward-classifier does; its file loads without pickle and
-predicts what the trained model predicted."""
+frames from bags as make train-reward-classifier does (vetoed successes become failures); its
+file loads without pickle and predicts what the trained model predicted; the operator's vetoes
+teach it its false successes without losing the true ones."""
 import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
 
 from hilserl_ros import topics
 from hilserl_ros.learning import reward_classifier as rc
-from hilserl_ros.msg import Transition
+from hilserl_ros.msg import RewardVeto, Transition
 from hilserl_ros.recording.bag import BagWriter
 from hilserl_ros.vision.ros_image import to_image_msg
 
@@ -29,8 +30,13 @@ def test_simulated_frames_are_labelled_by_the_true_success(sim_frames):
     assert len(np.unique(data.episodes[data.labels])) >= 10
 
 
-def test_it_finds_success_on_held_out_episodes(sim_frames, tmp_path):
-    model, report = rc.train(sim_frames, held_out=0.25, seed=0)
+@pytest.fixture(scope="module")
+def trained(sim_frames):
+    return rc.train(sim_frames, held_out=0.25, seed=0)
+
+
+def test_it_finds_success_on_held_out_episodes(sim_frames, trained, tmp_path):
+    model, report = trained
     held = report["held_out"]
     assert held["success_frames"] > 10
     # a constant answer would score precision = the success share (~0.15) or recall 0
@@ -40,10 +46,49 @@ def test_it_finds_success_on_held_out_episodes(sim_frames, tmp_path):
     frames = {k: v[:20] for k, v in sim_frames.frames.items()}
     assert np.allclose(again.probability(frames), model.probability(frames), atol=1e-6)
     assert again.info["source"] == "test" and again.cameras == ("front", "wrist")
+    # the training features travel with the file (float16): what a veto retrains on
+    x, y, w = again.training_set
+    assert x.shape == model.training_set[0].shape and np.allclose(x.numpy(), model.training_set[0].numpy(), atol=1e-2)
+    assert y.tolist() == model.training_set[1].tolist() and float(w.min()) == 1.0
     one = again.probability({k: v[0] for k, v in frames.items()})
     assert one.shape == (1,) and 0.0 <= one[0] <= 1.0
     with pytest.raises(ValueError, match="no frame of camera"):
         again.probability({"front": frames["front"]})
+
+
+def test_vetoes_teach_it_its_false_successes_and_it_keeps_the_true_ones(sim_frames, trained):
+    """Its false successes on held-out episodes get vetoed: afterwards it calls them failures,
+    and it still finds the held-out successes."""
+    import copy
+
+    model = copy.deepcopy(trained[0])
+    _, held = rc.split_episodes(sim_frames, 0.25, seed=0)
+    p, features = model.judge(held.frames)
+    threshold = 0.5
+    failures = np.flatnonzero(~held.labels)
+    surest = failures[np.argsort(-p[failures])[:5]]
+    surest = surest[p[surest] >= threshold]
+    assert len(surest) >= 1, "no false success on the held-out episodes: nothing to veto"
+    learner = rc.VetoLearner(model, frames_per_veto=1)
+    before = model.training_set[0].shape[0]
+    for stamp, index in enumerate(surest):
+        learner.remember(float(stamp), features[index])
+        done = learner.veto(float(stamp), threshold)
+        # (a veto can teach it the next one already: only the first is sure to be above)
+        assert done["added"] == 1 and (stamp > 0 or done["p_before"] >= threshold)
+    after, _ = model.judge(held.frames)
+    assert np.all(after[surest] < threshold), (p[surest], after[surest])
+    n = len(surest)
+    assert learner.vetoes == n and model.training_set[0].shape[0] == before + n
+    assert float(model.training_set[2][-n:].min()) == learner.weight and model.info["hard_negatives"] == n
+    kept = rc.scores(after, held.labels, threshold)
+    assert kept["recall"] >= 0.6, kept
+    assert learner.veto(-1.0)["added"] == 0  # nothing remembered that early: nothing learnt
+
+
+def test_vetoes_need_the_training_features():
+    with pytest.raises(ValueError, match="no training features"):
+        rc.VetoLearner(rc.from_policy_encoders(("front", "wrist")))
 
 
 def test_a_file_that_is_not_a_classifier_is_refused(tmp_path):
@@ -67,20 +112,30 @@ def test_frames_of_bags_are_labelled_by_how_their_episode_ended(tmp_path):
 
     writer = BagWriter(tmp_path / "demos")
     writer.add_topic(topics.TRANSITIONS, "hilserl_ros/msg/Transition")
+    writer.add_topic(topics.REWARD_VETO, "hilserl_ros/msg/RewardVeto")
     t_ns = 1
-    for episode, final_reward in ((1, 1.0), (2, -0.3)):
+    second = 1_000_000_000
+    # episode 3: the classifier's success, which the operator vetoes 2 s later
+    for episode, final_reward in ((1, 1.0), (2, -0.3), (3, 1.0)):
         for step in range(4):
             last = step == 3
             msg = Transition(actor_id="actor", seq=t_ns, episode=episode, step=step, terminated=last,
                              reward=final_reward if last else 0.0, images=images())
             if last:
                 msg.next_images = images()
+            t_ns += second // 10
             writer.write(topics.TRANSITIONS, t_ns, serialize_message(msg))
-            t_ns += 1
+    writer.write(topics.REWARD_VETO, t_ns + 2 * second, serialize_message(RewardVeto(episode=3, probability=0.9)))
     writer.close()
     data = rc.collect_bags([str(tmp_path / "demos")])
-    assert len(data) == 10 and data.labels.tolist() == [False] * 4 + [True] + [False] * 5
-    assert len(np.unique(data.episodes)) == 2
+    assert len(data) == 15 and data.labels.tolist() == [False] * 4 + [True] + [False] * 10
+    assert len(np.unique(data.episodes)) == 3 and data.vetoed_episodes == 1
+    # the guard leaves out the frames just before a success, and only there
+    guarded = rc.collect_bags([str(tmp_path / "demos")], guard_steps=2)
+    assert len(guarded) == 13 and guarded.labels.tolist() == [False] * 2 + [True] + [False] * 10
+    # a veto long after the success is about something else
+    late = rc.collect_bags([str(tmp_path / "demos")], veto_window=1.0)
+    assert late.vetoed_episodes == 0 and late.labels.sum() == 2
     with pytest.raises(ValueError, match="no transitions with camera frames"):
         empty = BagWriter(tmp_path / "empty")
         empty.add_topic(topics.TRANSITIONS, "hilserl_ros/msg/Transition")
@@ -98,7 +153,7 @@ def test_the_classifier_reward_replaces_the_simulators_and_the_simulator_still_j
     _, reward, terminated, truncated, info = env.step(np.zeros(4, np.float32))
     # the classifier says success at once: sparse reward 1, the episode ends, the simulator disagrees
     assert (reward, terminated, truncated) == (1.0, True, False) and not info["success"]
-    assert 0.0 < info["classifier_p"] < 1.0 and env.false_successes == 1
+    assert 0.0 < info["classifier_p"] < 1.0 and env.false_successes == 1 and "veto" not in info
     never = rc.ClassifierReward(make_env("pick_cube", seed=0, operator=False, observation="pixels"), model,
                                 threshold=1.01)
     never.reset(seed=0)
@@ -106,3 +161,36 @@ def test_the_classifier_reward_replaces_the_simulators_and_the_simulator_still_j
     for step in range(1, limit + 1):
         _, reward, terminated, truncated, _ = never.step(np.zeros(4, np.float32))
         assert reward == 0.0 and not terminated and truncated == (step == limit)
+
+
+def test_the_scripted_operator_vetoes_the_classifiers_false_success_and_it_learns(trained):
+    import copy
+
+    from hilserl_ros.sim.env import make_env
+
+    model = copy.deepcopy(trained[0])
+    lines = []
+    env = rc.ClassifierReward(make_env("pick_cube", seed=0, operator=False, observation="pixels"), model,
+                              threshold=1e-6, vetoes=rc.VetoLearner(model), log=lines.append)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(4, np.float32))
+    # the cube is on the table: the simulator sees no success, the operator vetoes, a hard negative
+    assert reward == 1.0 and terminated and not info["success"]
+    assert info["veto"]["added"] == 1 and env.stats()["vetoes"] == 1 and env.stats()["veto_steps"] == [1]
+    assert "operator veto" in lines[0] and info["veto"]["p_after"] < info["veto"]["p_before"]
+
+
+def test_the_timeline_counts_false_successes_and_vetoes_per_window():
+    from hilserl_ros.sim.train_env import EpisodeRecord, classifier_timeline
+
+    # 10-step episodes every 30 s for 6.5 min; the classifier pays every other one, and one in
+    # four of those (episode 8) the simulator did not see
+    records = [EpisodeRecord(i + 1, 10 * (i + 1), 10, 1.0 if i % 2 else 0.0, i % 2 == 1 and i % 8 != 7, 0,
+                             30.0 * i + 29.0, 0.1) for i in range(13)]
+    windows = classifier_timeline(records, veto_steps=[40, 80, 125, 165], minutes=3.0, budget=6.0)
+    # the episode that ends past the budget (6.5 min) counts in the last window
+    assert [w["episodes"] for w in windows] == [6, 7] and [w["env_steps"] for w in windows] == [[0, 60], [60, 130]]
+    assert [w["classifier_successes"] for w in windows] == [3, 3]
+    assert windows[0]["false_share"] == 0.0 and windows[1]["false_share"] == pytest.approx(1 / 3)
+    assert [w["vetoes"] for w in windows] == [1, 2]  # 165 is past the last episode's end
+    assert [w["policy_success"] for w in windows] == [pytest.approx(3 / 6), pytest.approx(2 / 7)]

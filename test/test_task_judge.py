@@ -112,6 +112,37 @@ def test_both_takes_the_first_of_button_and_classifier():
     assert "button" in judge.tick(t + 0.1).reason
 
 
+def test_failure_right_after_the_classifiers_success_vetoes_it_once():
+    judge = EpisodeJudge(JudgeConfig(reward_source="both", veto_window=3.0), HOME, 0.5, 1.0, RATE)
+    _, t = run_home(judge)
+    judge.classifier(t, False, 0.1)
+    judge.start(t)
+    judge.classifier(t + 0.1, True, 0.87)
+    assert judge.tick(t + 0.15).success
+    # the operator disagrees 2 s later: a veto of that prediction, and only one
+    veto = judge.button(False, t + 2.15)
+    assert veto is not None and (veto.episode, veto.stamp, veto.probability) == (1, t + 0.1, pytest.approx(0.87))
+    assert judge.button(False, t + 2.2) is None
+    # too late: 3.5 s after the claimed success
+    _, t = run_home(judge, t + 3.0)
+    judge.classifier(t, False, 0.1)
+    judge.start(t)
+    judge.classifier(t + 0.1, True, 0.9)
+    judge.tick(t + 0.1)
+    assert judge.button(False, t + 3.6) is None
+    # a success the operator gave (the button) is not the classifier's to veto
+    _, t = run_home(judge, t + 4.0)
+    judge.classifier(t, False, 0.1)
+    judge.start(t)
+    judge.button(True, t + 0.1)
+    assert judge.tick(t + 0.1).success and judge.button(False, t + 0.5) is None
+    # FAILURE while running ends the episode as before, no veto
+    _, t = run_home(judge, t + 1.0)
+    judge.classifier(t, False, 0.1)
+    judge.start(t)
+    assert judge.button(False, t + 0.1) is None and judge.tick(t + 0.1).failure
+
+
 def test_a_reset_that_never_arrives_stops_with_the_reason():
     judge = EpisodeJudge(JudgeConfig(reset_timeout=2.0), HOME, 0.5, 1.0, RATE)
     judge.reset(START, 0.0)

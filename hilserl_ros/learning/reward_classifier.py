@@ -17,6 +17,9 @@ Labelled frames come from
   the scripted operator demonstrates, and holds the success pose a few steps longer so a
   positive is not one frame per episode. Held-out episodes measure precision and recall.
 
+While training runs, the operator's vetoes teach it its false successes (:class:`VetoLearner`,
+HIL-SERL's hard negatives): the training features are kept in the file for that.
+
 ``make train-reward-classifier ARGS="runs/demos_..."`` trains from bags;
 ``python -m hilserl_ros.learning.reward_classifier --sim-episodes 60`` from simulation.
 """
@@ -25,7 +28,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import copy
 import os
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +51,7 @@ class LabelledFrames:
     frames: dict[str, np.ndarray]
     labels: np.ndarray
     episodes: np.ndarray
+    vetoed_episodes: int = 0  # bags: episodes whose claimed success the operator vetoed
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,6 +74,8 @@ class RewardClassifier(nn.Module):
             p.requires_grad_(False)
         self.threshold = 0.5
         self.info: dict = {}
+        # (features [N, D], labels [N], sample weights [N]) the head was trained on, or None
+        self.training_set: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @torch.no_grad()
     def features(self, frames: dict[str, np.ndarray], batch: int = 256) -> torch.Tensor:
@@ -85,45 +94,63 @@ class RewardClassifier(nn.Module):
             out.append(torch.cat(parts, dim=1))
         return torch.cat(out) if out else torch.zeros(0, self.head[0].in_features)
 
-    @torch.no_grad()
     def probability(self, frames: dict[str, np.ndarray]) -> np.ndarray:
         """P(success) per frame set; ``frames`` per camera, [N, H, W, 3] or one [H, W, 3]."""
         single = next(iter(frames.values())).ndim == 3
         if single:
             frames = {k: v[None] for k, v in frames.items()}
+        p, _ = self.judge(frames)
+        return p[0:1] if single else p
+
+    @torch.no_grad()
+    def judge(self, frames: dict[str, np.ndarray]) -> tuple[np.ndarray, torch.Tensor]:
+        """(P(success), features) of frame sets [N, H, W, 3] per camera: the features are what a
+        veto makes a hard negative of (:class:`VetoLearner`)."""
         missing = [c for c in self.cameras if c not in frames]
         if missing:
             raise ValueError(f"no frame of camera(s) {missing}")
-        p = torch.sigmoid(self.head.eval()(self.features(frames))).squeeze(1).numpy()
-        return p[0:1] if single else p
+        x = self.features(frames)
+        return self.head_probability(x), x
+
+    @torch.no_grad()
+    def head_probability(self, features: torch.Tensor) -> np.ndarray:
+        return torch.sigmoid(self.head.eval()(features)).squeeze(1).numpy()
 
     def fit(self, data: LabelledFrames, epochs: int = 200, seed: int = 0, lr: float = 1e-3,
             batch_size: int = 256) -> dict:
-        """Train the head on the frames' features (class-balanced); returns training accuracy."""
+        """Train the head on the frames' features (class-balanced); returns training accuracy.
+        The features and labels are kept (and saved with the file): vetoes retrain on them."""
         if data.labels.sum() == 0 or data.labels.sum() == len(data):
             raise ValueError(f"need frames of both classes to train, got {int(data.labels.sum())} success of "
                              f"{len(data)}")
         torch.manual_seed(seed)
         x = self.features(data.frames)
         y = torch.from_numpy(data.labels.astype(np.float32))
+        self.training_set = (x, y, torch.ones(len(y)))
+        self.fit_features(epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
+        return scores(self.head_probability(x), data.labels, self.threshold)
+
+    def fit_features(self, epochs: int, seed: int = 0, lr: float = 1e-3, batch_size: int = 256,
+                     head: nn.Module | None = None) -> nn.Module:
+        """Train ``head`` (default: this model's) on the kept training features, class-balanced
+        and weighted per sample (a hard negative weighs more than an ordinary failure)."""
+        x, y, w = self.training_set
+        head = self.head if head is None else head
         positives = float(y.sum())
         # success frames are rare (a few per episode): weigh them as much as the failures
-        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - positives) / positives))
-        optimizer = torch.optim.Adam(self.head.parameters(), lr=lr, weight_decay=1e-4)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(y) - positives) / positives), reduction="none")
+        optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
         generator = torch.Generator().manual_seed(seed)
-        self.head.train()
+        head.train()
         for _ in range(epochs):
             order = torch.randperm(len(y), generator=generator)
             for start in range(0, len(y), batch_size):
                 idx = order[start:start + batch_size]
-                loss = loss_fn(self.head(x[idx]).squeeze(1), y[idx])
+                loss = (loss_fn(head(x[idx]).squeeze(1), y[idx]) * w[idx]).sum() / w[idx].sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        self.head.eval()
-        with torch.no_grad():
-            p = torch.sigmoid(self.head(x)).squeeze(1).numpy()
-        return scores(p, data.labels, self.threshold)
+        return head.eval()
 
     # ------------------------------------------------------------------ files
     def save(self, path: str, info: dict | None = None) -> str:
@@ -134,6 +161,10 @@ class RewardClassifier(nn.Module):
                 "latent_dim": self.head[0].in_features // len(self.cameras), "hidden": self.head[0].out_features,
                 **self.info}
         tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        if self.training_set is not None:  # what a veto retrains on (float16: half the size, same verdicts)
+            x, y, w = self.training_set
+            tensors.update({"training.features": x.half().contiguous(), "training.labels": y.contiguous(),
+                            "training.weights": w.contiguous()})
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         safetensors.torch.save_file(tensors, path, metadata={"hilserl_reward_classifier": json.dumps(meta)})
         return path
@@ -149,7 +180,11 @@ class RewardClassifier(nn.Module):
             raise ValueError(f"{path} is not a reward classifier of make train-reward-classifier (no metadata)")
         meta = json.loads(metadata["hilserl_reward_classifier"])
         model = cls(tuple(meta["cameras"]), meta["image_size"], meta["latent_dim"], meta["hidden"])
-        model.load_state_dict(safetensors.torch.load_file(path))
+        tensors = safetensors.torch.load_file(path)
+        kept = [tensors.pop(f"training.{k}", None) for k in ("features", "labels", "weights")]
+        model.load_state_dict(tensors)
+        if all(t is not None for t in kept):
+            model.training_set = (kept[0].float(), kept[1].float(), kept[2].float())
         model.threshold = float(meta.get("threshold", 0.5))
         model.info = {k: v for k, v in meta.items() if k not in ("cameras", "image_size", "latent_dim", "hidden")}
         return model.eval()
@@ -232,38 +267,67 @@ def collect_sim(task: str, episodes: int, seed: int = 0, hold_steps: int = 10, r
     return LabelledFrames({c: np.stack(v) for c, v in frames.items()}, np.array(labels, bool), np.array(which))
 
 
-def collect_bags(paths, cameras: tuple[str, ...] | None = None) -> LabelledFrames:
-    """Frames of the transitions recorded in bags, labelled by how their episode ended."""
+def collect_bags(paths, cameras: tuple[str, ...] | None = None, guard_steps: int = 0,
+                 veto_window: float = 10.0) -> LabelledFrames:
+    """Frames of the transitions recorded in bags, labelled by how their episode ended.
+
+    - ``guard_steps``: the frames of the last ``guard_steps`` steps before a success are left
+      out (neither class). An operator presses SUCCESS a moment after the cube is up, so those
+      frames may show a success that was labelled a failure.
+    - A veto recorded on /reward_classifier/veto within ``veto_window`` s after an episode ended
+      with the success reward turns that episode's final frames into a failure: the classifier
+      claimed that success and the operator said no (the hard negatives HIL-SERL collects)."""
     from hilserl_ros import topics
     from hilserl_ros.recording.bag import read_messages
     from hilserl_ros.recording.types import shared_types
 
     types = shared_types()
-    frames: dict[str, list] = {}
-    labels, which = [], []
-    episode_ids: dict[tuple, int] = {}
+    episodes: dict[tuple, list] = {}  # key -> [(frames per camera, label, is_final)], in order
+    ended: list[tuple[int, tuple]] = []  # (bag time, key) of the episodes that ended with the success reward
+    vetoed: set[tuple] = set()
 
-    def add(images, success: bool, key: tuple) -> None:
-        named = {img.header.frame_id: img for img in images}
-        wanted = cameras or tuple(sorted(named))
-        if any(c not in named for c in wanted):
-            return
-        for c in wanted:
-            img = named[c]
-            frames.setdefault(c, []).append(np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.width, 3))
-        labels.append(success)
-        which.append(episode_ids.setdefault(key, len(episode_ids)))
+    def named(images) -> dict | None:
+        found = {img.header.frame_id: img for img in images}
+        wanted = cameras or tuple(sorted(found))
+        if any(c not in found for c in wanted):
+            return None
+        return {c: np.frombuffer(bytes(found[c].data), np.uint8).reshape(found[c].height, found[c].width, 3)
+                for c in wanted}
 
-    for message in read_messages(paths, topics=[topics.TRANSITIONS]):
+    for message in read_messages(paths, topics=[topics.TRANSITIONS, topics.REWARD_VETO]):
         msg = types.deserialize(message.data, message.type_name)
+        if message.topic == topics.REWARD_VETO:
+            # the last episode that ended in a success before the veto, if it ended recently
+            if ended and message.timestamp_ns - ended[-1][0] <= veto_window * 1e9:
+                vetoed.add(ended[-1][1])
+            continue
         key = (message.topic, msg.actor_id, msg.session, msg.episode)
-        if len(msg.images):
-            add(msg.images, False, key)
-        if msg.terminated and len(msg.next_images):
-            add(msg.next_images, float(msg.reward) >= SUCCESS_REWARD_MIN, key)
+        steps = episodes.setdefault(key, [])
+        if len(msg.images) and (frames := named(msg.images)) is not None:
+            steps.append((frames, False, False))
+        if msg.terminated and len(msg.next_images) and (frames := named(msg.next_images)) is not None:
+            success = float(msg.reward) >= SUCCESS_REWARD_MIN
+            steps.append((frames, success, True))
+            if success:
+                ended.append((message.timestamp_ns, key))
+
+    frames_out: dict[str, list] = {}
+    labels, which = [], []
+    hard = 0
+    for number, (key, steps) in enumerate(episodes.items()):
+        success = bool(steps) and steps[-1][2] and steps[-1][1] and key not in vetoed
+        hard += int(key in vetoed)
+        for index, (frames, label, final) in enumerate(steps):
+            if success and not final and index >= len(steps) - 1 - guard_steps:
+                continue  # just before the success button: may already show the success
+            for c, frame in frames.items():
+                frames_out.setdefault(c, []).append(frame)
+            labels.append(label and key not in vetoed)
+            which.append(number)
     if not labels:
         raise ValueError(f"no transitions with camera frames in {list(paths)} (record with observation:=pixels)")
-    return LabelledFrames({c: np.stack(v) for c, v in frames.items()}, np.array(labels, bool), np.array(which))
+    return LabelledFrames({c: np.stack(v) for c, v in frames_out.items()}, np.array(labels, bool), np.array(which),
+                          hard)
 
 
 def split_episodes(data: LabelledFrames, held_out: float, seed: int = 0) -> tuple[LabelledFrames, LabelledFrames]:
@@ -288,18 +352,84 @@ def train(data: LabelledFrames, held_out: float = 0.25, seed: int = 0, epochs: i
     return model, report
 
 
+class VetoLearner:
+    """HIL-SERL's hard negatives, learnt as they happen: the operator vetoes a success the
+    classifier claimed (FAILURE right after it, on the real arm; the scripted operator in
+    simulation). The vetoed frame and the ``frames_per_veto - 1`` frames judged just before it
+    were not successes either: their features join the training features as failures, each
+    weighing ``weight`` ordinary ones, and the head is retrained from where it stands until it
+    calls all of them failures (``epochs`` passes a round, at most ``rounds`` rounds).
+
+    Features only: the encoders stay frozen, so a retrain is a small MLP on cached vectors
+    (a fraction of a second). :meth:`remember` keeps the features of the recent judgements,
+    keyed by a stamp; :meth:`veto` takes the stamp of the vetoed one."""
+
+    def __init__(self, model: RewardClassifier, frames_per_veto: int = 5, weight: float = 5.0, epochs: int = 10,
+                 rounds: int = 5, memory: int = 200, seed: int = 0):
+        if model.training_set is None:
+            raise ValueError("this classifier file has no training features (written before vetoes could "
+                             "retrain it): train it again with make train-reward-classifier")
+        if frames_per_veto < 1 or weight <= 0 or epochs < 1 or rounds < 1:
+            raise ValueError("frames_per_veto, epochs and rounds must be at least 1, weight positive")
+        self.model = model
+        self.frames_per_veto, self.weight, self.epochs, self.rounds, self.seed = (frames_per_veto, weight, epochs,
+                                                                                  rounds, seed)
+        self.recent: deque[tuple[float, torch.Tensor]] = deque(maxlen=memory)
+        self.vetoes = self.hard_negatives = 0
+
+    def remember(self, stamp: float, features: torch.Tensor) -> None:
+        self.recent.append((float(stamp), features.reshape(-1).detach().clone()))
+
+    def veto(self, stamp: float, threshold: float | None = None) -> dict:
+        """The judgement at ``stamp`` was not a success: learn it. Returns what was done."""
+        threshold = self.model.threshold if threshold is None else threshold
+        before = [f for s, f in list(self.recent) if s <= stamp + 1e-6][-self.frames_per_veto:]
+        if not before:
+            return {"added": 0, "hard_negatives": self.hard_negatives, "reason": "no remembered frame at that stamp"}
+        start = time.monotonic()
+        hard = torch.stack(before)
+        x, y, w = self.model.training_set
+        self.model.training_set = (torch.cat([x, hard]), torch.cat([y, torch.zeros(len(hard))]),
+                                   torch.cat([w, torch.full((len(hard),), self.weight)]))
+        p_before = float(self.model.head_probability(hard).max())
+        head = copy.deepcopy(self.model.head)  # the model keeps judging with the old head meanwhile
+        for round_ in range(self.rounds):
+            self.model.fit_features(self.epochs, seed=self.seed + self.vetoes * self.rounds + round_, head=head)
+            with torch.no_grad():
+                p_after = float(torch.sigmoid(head(hard)).max())
+            if p_after < threshold:
+                break
+        self.model.head = head
+        self.vetoes += 1
+        self.hard_negatives += len(hard)
+        self.model.info["hard_negatives"] = self.model.info.get("hard_negatives", 0) + len(hard)
+        self.model.info["vetoes"] = self.model.info.get("vetoes", 0) + 1
+        return {"added": len(hard), "hard_negatives": self.hard_negatives, "p_before": p_before,
+                "p_after": p_after, "seconds": time.monotonic() - start}
+
+
 class ClassifierReward:
     """Wraps a pixel env (hilserl_ros.sim.env.make_env) so that reward and termination come from
     the classifier, as on the real arm: HIL-SERL's sparse ``success_reward`` when P(success) >=
     the threshold, else 0, and the episode ends there. ``info["success"]`` stays the simulator's
-    (it still judges how well the policy does); ``info["classifier_p"]`` is the probability."""
+    (it still judges how well the policy does); ``info["classifier_p"]`` is the probability.
 
-    def __init__(self, env, model: RewardClassifier, success_reward: float = 1.0, threshold: float | None = None):
+    ``vetoes``: the scripted operator watches, and vetoes a success the simulator does not see
+    (the real arm's FAILURE button right after the classifier ended an episode), and the
+    classifier learns the vetoed frames as hard negatives (:class:`VetoLearner`). As on the
+    real arm, the veto comes after the step: its transition keeps the classifier's reward."""
+
+    def __init__(self, env, model: RewardClassifier, success_reward: float = 1.0, threshold: float | None = None,
+                 vetoes: VetoLearner | None = None, log=None):
         self.env = env
         self.model = model
         self.success_reward = success_reward
         self.threshold = model.threshold if threshold is None else threshold
+        self.vetoes = vetoes
+        self.log = log
+        self.judged = 0
         self.false_successes = self.missed_successes = 0
+        self.veto_steps: list[int] = []  # the step (count of judgements) of each veto
 
     def __getattr__(self, name):  # action_space, will_intervene, unwrapped, close, ...
         return getattr(self.env, name)
@@ -309,14 +439,31 @@ class ClassifierReward:
 
     def step(self, action):
         obs, _, _, _, info = self.env.step(action)
-        p = float(self.model.probability({c: obs[c] for c in self.model.cameras})[0])
+        probability, features = self.model.judge({c: obs[c][None] for c in self.model.cameras})
+        p = float(probability[0])
+        self.judged += 1
+        if self.vetoes is not None:
+            self.vetoes.remember(self.judged, features[0])
         success = p >= self.threshold
         self.false_successes += int(success and not info["success"])
         self.missed_successes += int(info["success"] and not success)
+        if success and not info["success"] and self.vetoes is not None:
+            done = self.vetoes.veto(self.judged, self.threshold)
+            self.veto_steps.append(self.judged)
+            info["veto"] = done
+            if self.log is not None:
+                self.log(f"operator veto of the classifier's success (p={p:.2f}): {done['added']} frames are hard "
+                         f"negatives ({done['hard_negatives']} in all); p on them now {done['p_after']:.2f}, "
+                         f"retrained in {done['seconds']:.2f} s")
         inner = self.env.unwrapped
         truncated = not success and inner.steps >= inner.config.max_episode_steps
         info["classifier_p"] = p
         return obs, (self.success_reward if success else 0.0), success, truncated, info
+
+    def stats(self) -> dict:
+        return {"false_successes": self.false_successes, "missed_successes": self.missed_successes,
+                "vetoes": self.vetoes.vetoes if self.vetoes else 0,
+                "hard_negatives": self.vetoes.hard_negatives if self.vetoes else 0, "veto_steps": self.veto_steps}
 
 
 def main(argv=None) -> int:
@@ -324,6 +471,8 @@ def main(argv=None) -> int:
     parser.add_argument("bags", nargs="*", help="rosbag2 directories (or folders of them) with pixel transitions")
     parser.add_argument("--sim-episodes", type=int, default=0, help="episodes of simulated frames instead of bags")
     parser.add_argument("--task", default="pick_cube")
+    parser.add_argument("--guard-steps", type=int, default=5, help="bags: leave out the frames of this many steps "
+                        "before a success (the operator presses SUCCESS a moment after the fact)")
     parser.add_argument("--held-out", type=float, default=0.25, help="share of episodes kept for precision/recall")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -334,8 +483,11 @@ def main(argv=None) -> int:
         data = collect_sim(opts.task, opts.sim_episodes, opts.seed)
         source = f"simulation: {opts.sim_episodes} episodes of {opts.task}, seed {opts.seed}"
     elif opts.bags:
-        data = collect_bags(opts.bags)
+        data = collect_bags(opts.bags, guard_steps=opts.guard_steps)
         source = "bags: " + ", ".join(opts.bags)
+        if data.vetoed_episodes:
+            print(f"[reward classifier] {data.vetoed_episodes} episode(s) the classifier ended were vetoed by the "
+                  f"operator: their final frames are failures")
     else:
         parser.error("give bags, or --sim-episodes N")
     print(f"[reward classifier] {len(data)} frames, {int(data.labels.sum())} success, "

@@ -9,7 +9,11 @@ actor runs the same code on both) at ``control_rate`` while an episode runs:
   ``classifier_timeout`` (the classifier or a camera is gone: the episode stops with that
   reason instead of running on unjudged);
 - reward as HIL-SERL's: ``success_reward`` on the step that succeeds, ``-step_penalty`` on
-  every step (0 by default).
+  every step (0 by default);
+- the operator's veto: FAILURE within ``veto_window`` s of the classifier ending an episode says
+  its success was none. The veto goes out on /reward_classifier/veto (``RewardVeto``), and the
+  classifier learns the frames as hard negatives. The step's reward has already gone to the
+  learner; the veto keeps the classifier from paying for the same picture again.
 
 Service /task/reset (std_srvs/Trigger, the actor calls it after each episode): the arm moves
 to ``home`` along a straight joint-space line at most ``reset_speed`` rad/s and ``reset_accel``
@@ -23,12 +27,13 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from hilserl_ros import topics
 from hilserl_ros.hardware.bus import JOINT_NAMES
-from hilserl_ros.msg import EpisodeEvent, SuccessPrediction, TaskState
+from hilserl_ros.msg import EpisodeEvent, RewardVeto, SuccessPrediction, TaskState
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.messages import joint_positions, seconds
@@ -67,9 +72,11 @@ PARAMS = [
               unit="rad"),
     ParamSpec("reset_timeout", 20.0, "the arm must be home within this (else: stopped, with the reason)",
               min=1.0, max=300.0, unit="s"),
+    ParamSpec("veto_window", 3.0, "FAILURE within this after the classifier ended an episode vetoes its success "
+              "(0: no vetoes)", min=0.0, max=30.0, unit="s"),
 ]
 LIVE = ("start_on", "start_delay", "success_reward", "step_penalty", "classifier_timeout", "reset_tolerance",
-        "reset_timeout")
+        "reset_timeout", "veto_window")
 
 
 class TaskNode(Node):
@@ -80,7 +87,7 @@ class TaskNode(Node):
         config = JudgeConfig(reward_source=p["reward_source"], start_on=p["start_on"], start_delay=p["start_delay"],
                              success_reward=p["success_reward"], step_penalty=p["step_penalty"],
                              classifier_timeout=p["classifier_timeout"], reset_tolerance=p["reset_tolerance"],
-                             reset_timeout=p["reset_timeout"])
+                             reset_timeout=p["reset_timeout"], veto_window=p["veto_window"])
         self.judge = EpisodeJudge(config, p["home"], p["reset_speed"], p["reset_accel"], p["control_rate"])
         for name in LIVE:
             self.params.on_change(name, lambda v, n=name: setattr(self.judge.config, n, v))
@@ -93,6 +100,8 @@ class TaskNode(Node):
         self.said = ""
         self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
         self.command_pub = self.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS)
+        self.veto_pub = self.create_publisher(RewardVeto, topics.REWARD_VETO, qos.EVENTS)
+        self.classifier_model = ""
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(PoseStamped, topics.EE_POSE, self._on_pose, qos.EVENTS)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_event, qos.EVENTS)
@@ -135,7 +144,14 @@ class TaskNode(Node):
 
     def _on_event(self, msg: EpisodeEvent) -> None:
         if msg.event in (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE):
-            self.judge.button(msg.event == EpisodeEvent.SUCCESS)
+            veto = self.judge.button(msg.event == EpisodeEvent.SUCCESS, self._now())
+            if veto is not None:
+                out = RewardVeto(episode=veto.episode, probability=float(veto.probability), model=self.classifier_model)
+                out.header.stamp = Time(nanoseconds=round(veto.stamp * 1e9)).to_msg()
+                out.header.frame_id = topics.BASE_FRAME
+                self.veto_pub.publish(out)
+                self._say(f"episode {veto.episode}: the operator vetoed the classifier's success (p="
+                          f"{veto.probability:.2f}); it learns those frames as failures", "warning")
         elif msg.event == EpisodeEvent.START and self.judge.state == WAITING:
             if self.judge.start(self._now()):
                 self._say(f"episode {self.judge.episode} started by the operator")
@@ -147,6 +163,7 @@ class TaskNode(Node):
             self.drops.drop("non-finite success probability")
             return
         self.judge.classifier(seconds(msg.header.stamp), bool(msg.success), float(msg.probability))
+        self.classifier_model = msg.model
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.joints is None:

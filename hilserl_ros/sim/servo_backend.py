@@ -35,6 +35,7 @@ class MujocoServoBackend:
         self._reset_goals = True  # the first update writes the arm's pose into the goal registers
         self._torque = np.zeros(len(self.ids), bool)
         self._lock = threading.Lock()
+        self.on_torque = None  # called with the servos' torque flags whenever they change (the bus's thread)
 
     def after_reset(self) -> None:
         """The world was reset: goal registers must follow the new pose, not yank it back."""
@@ -54,6 +55,8 @@ class MujocoServoBackend:
         if not np.array_equal(torque, self._torque):
             self.world.set_torque(torque)
             self._torque = torque
+            if self.on_torque is not None:
+                self.on_torque(torque)
         self.world.set_joint_targets(np.where(torque, cal.ticks_to_radians(goals), q))
         position = np.clip(np.rint(2048 + q * TICKS_PER_RAD), 0, 4095).astype(int)  # unclamped by range
         for i, sid in enumerate(self.ids):

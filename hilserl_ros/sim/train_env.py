@@ -126,17 +126,22 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
               target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
               update_hook=None, demo_episodes: int = 0, observation: str = "state",
-              reward_model: str | None = None) -> EnvRunResult:
+              reward_model: str | None = None, operator_vetoes: bool = False, log=None,
+              stop_at_target: bool = True) -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
     sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose);
     ``demo_episodes`` scripted demonstrations (the operator driving every step, as
     ``make record-demos``) are preloaded into the demonstration buffer first. ``reward_model``:
     a reward classifier file whose verdict on the frames replaces the simulator's reward and
-    success (the real arm's setting, sparse reward); the simulator still judges the records."""
+    success (the real arm's setting, sparse reward); the simulator still judges the records.
+    ``operator_vetoes``: the scripted operator vetoes the classifier's false successes, which it
+    learns as hard negatives (``log`` gets a line per veto). ``stop_at_target`` False: train
+    on to the budget (does the success last?); the result still says when it was reached."""
     torch.set_num_threads(threads)
     learner = learner or LearnerSettings.from_graph(task=task)
-    env = judged(make_env(task, seed=seed, operator=operator, config=env_config, observation=observation), reward_model)
+    env = judged(make_env(task, seed=seed, operator=operator, config=env_config, observation=observation), reward_model,
+                 operator_vetoes, log)
     spec = env.unwrapped.observation_spec
     sac = dict(learner.sac, seed=seed, **learner.image_config(spec))
     config = SACConfig(obs_dim=spec.obs_dim, action_dim=env.action_space.shape[0],
@@ -190,9 +195,10 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
             rate, _ = rolling(records, window)
             if progress is not None:
                 progress(records[-1], rate)
-            if len(records) >= window and rate >= target:
+            if len(records) >= window and rate >= target and reached_at is None:
                 reached_at = time.monotonic() - start
-                break
+                if stop_at_target:
+                    break
         if time.monotonic() - start > max_minutes * 60:
             break
     env.close()
@@ -203,7 +209,32 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
                           agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0,
                           [asdict(r) for r in records])
     result.agent = agent  # not a field (summary() leaves it out): the trained agent, for evaluate()
+    result.classifier = env.stats() if reward_model else None  # the classifier's false successes, vetoes
     return result
+
+
+def classifier_timeline(records: list[EpisodeRecord], veto_steps: list[int], minutes: float = 3.0,
+                        budget: float | None = None) -> list[dict]:
+    """Per ``minutes`` of a classifier-reward run: episodes, the policy's own successes (the
+    simulator's verdict), the classifier's successes the simulator did not see (episodes that
+    ended with the success reward but no success) and the operator's vetoes. The episode that
+    ends just past the ``budget`` counts in the last window."""
+    out = []
+    end = budget if budget is not None else (records[-1].seconds / 60.0 if records else 0.0)
+    starts = list(np.arange(0.0, end, minutes))
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        mine = [r for r in records if start * 60 <= r.seconds < stop * 60]
+        if not mine:
+            continue
+        first, last = mine[0].env_steps - mine[0].steps, mine[-1].env_steps
+        claimed = [r for r in mine if r.reward >= 0.5]
+        out.append({"from_minute": float(start), "env_steps": [int(first), int(last)], "episodes": len(mine),
+                    "policy_success": sum(r.autonomous for r in mine) / len(mine),
+                    "classifier_successes": len(claimed),
+                    "false_share": (sum(not r.success for r in claimed) / len(claimed)) if claimed else 0.0,
+                    "vetoes": sum(first < s <= last for s in veto_steps)})
+    return out
 
 
 def evaluate(agent: SACAgent, task: str, seed: int, episodes: int = 20, observation: str = "state",
@@ -265,13 +296,15 @@ class FrameFeed:
         self.last = None
 
 
-def judged(env, reward_model: str | None):
-    """``env`` with the reward classifier of ``reward_model`` as its reward, if one is given."""
+def judged(env, reward_model: str | None, vetoes: bool = False, log=None):
+    """``env`` with the reward classifier of ``reward_model`` as its reward, if one is given
+    (``vetoes``: the scripted operator vetoes its false successes and it learns them)."""
     if not reward_model:
         return env
-    from hilserl_ros.learning.reward_classifier import ClassifierReward, RewardClassifier
+    from hilserl_ros.learning.reward_classifier import ClassifierReward, RewardClassifier, VetoLearner
 
-    return ClassifierReward(env, RewardClassifier.load(reward_model))
+    model = RewardClassifier.load(reward_model)
+    return ClassifierReward(env, model, vetoes=VetoLearner(model) if vetoes else None, log=log)
 
 
 def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
@@ -311,7 +344,13 @@ def main(argv=None) -> int:
     parser.add_argument("--result-json", default=None, help="write the outcome here (make bench-learning)")
     parser.add_argument("--reward-classifier", default=None, help="reward and success from this classifier file "
                         "(pixels; sparse reward as on the real arm); the simulator still judges success")
+    parser.add_argument("--keep-training", action="store_true",
+                        help="train on to the budget after reaching the target (does the success last?)")
+    parser.add_argument("--operator-vetoes", action="store_true", help="with --reward-classifier: the scripted "
+                        "operator vetoes the classifier's false successes, which it learns as hard negatives")
     opts = parser.parse_args(argv)
+    if opts.operator_vetoes and not opts.reward_classifier:
+        parser.error("--operator-vetoes needs --reward-classifier")
 
     def show(record: EpisodeRecord, rate: float) -> None:
         print(f"[ENV] Episode {record.episode} done | step={record.env_steps} | reward={record.reward:.2f} | "
@@ -321,12 +360,17 @@ def main(argv=None) -> int:
 
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
                        operator=not opts.no_operator, progress=show, demo_episodes=opts.demos,
-                       observation=opts.observation, reward_model=opts.reward_classifier)
+                       observation=opts.observation, reward_model=opts.reward_classifier,
+                       operator_vetoes=opts.operator_vetoes, stop_at_target=not opts.keep_training, log=lambda line: print(f"[ENV] {line}", flush=True))
     summary = result.summary()
     print(json.dumps(summary))
     if opts.result_json:
         record = {"task": opts.task, "observation": opts.observation, "where": "env", **summary, "target": opts.target,
                   "demos": opts.demos, "reward": "classifier" if opts.reward_classifier else "simulator",
+                  "operator_vetoes": opts.operator_vetoes, "classifier": result.classifier,
+                  "timeline": classifier_timeline([EpisodeRecord(**r) for r in result.episodes_log],
+                                                  result.classifier["veto_steps"], budget=opts.minutes)
+                  if result.classifier else None,
                   "window": opts.window, "budget_minutes": opts.minutes}
         with open(opts.result_json, "w") as fh:
             json.dump(record, fh, indent=1)
