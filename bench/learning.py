@@ -51,15 +51,15 @@ PIXEL_BUDGETS = {("reach", "env"): 15.0, ("reach", "graph"): 30.0, ("pick_cube",
                  ("pick_cube", "graph"): 60.0}
 
 
-def describe(runs: list[dict], task: str, where: str, demos: int, vetoes: bool = False) -> str | None:
+def describe(runs: list[dict], task: str, where: str, demos: int, vetoes: float = 0.0) -> str | None:
     mine = [r for r in runs if r["task"] == task and r["where"] == where and r.get("demos", 0) == demos
-            and bool(r.get("operator_vetoes")) == vetoes]
+            and float(r.get("operator_vetoes") or 0.0) == vetoes]
     if not mine:
         return None
     minutes = [r["minutes"] for r in mine]
     reached = sum(r["reached"] for r in mine)
     label = f"{task} {where}" + (f" with {demos} demos" if demos else (" without demos" if task == "pick_cube" else ""))
-    label += " and the operator's vetoes" if vetoes else ""
+    label += f" and the operator vetoing {vetoes:.0%} of false successes" if vetoes else ""
     return (f"{label}: {reached}/{len(mine)} seeds reached {TARGETS[task]:.0%} policy success, minutes "
             f"{', '.join(f'{m:.1f}' for m in minutes)} (median {statistics.median(minutes):.1f}), env steps "
             f"{', '.join(str(r['env_steps']) for r in mine)}")
@@ -129,11 +129,16 @@ def main(argv=None) -> int:
                         help="pixels, env: pick_cube's reward and success from the reward classifier of the same "
                         "seed (sparse, as on the real arm); the simulator still judges. Results in "
                         "bench/results/learning_pixels_classifier.json")
+    parser.add_argument("--veto-shares", type=float, nargs="+", default=[0.0, 1.0],
+                        help="with --classifier-reward: one run per share of the classifier's false successes the "
+                        "scripted operator vetoes (0: the classifier alone)")
     parser.add_argument("--classifier-episodes", type=int, default=60,
                         help="simulated pick_cube episodes per seed for the reward classifier (a quarter held out)")
     parser.add_argument("--observation", choices=("state", "pixels"), default="state",
                         help="pixels: cameras + proprioception, no goal (config/observation); results in "
                         "bench/results/learning_pixels.json")
+    parser.add_argument("--results", default=None, help="name of the results file under bench/results (default: "
+                        "learning, learning_pixels or learning_pixels_classifier, as measured)")
     opts = parser.parse_args(argv)
     name = "learning" if opts.observation == "state" else "learning_pixels"
     budgets = BUDGETS if opts.observation == "state" else PIXEL_BUDGETS
@@ -143,6 +148,7 @@ def main(argv=None) -> int:
         if opts.observation != "pixels":
             parser.error("--classifier-reward needs --observation pixels")
         opts.tasks, opts.only, name = ["pick_cube"], "env", "learning_pixels_classifier"
+    name = opts.results or name
     workdir = tempfile.mkdtemp(prefix="bench-learning-")
     if opts.observation == "pixels" and (opts.only in (None, "reward-classifier") or opts.classifier_reward) \
             and "pick_cube" in opts.tasks:
@@ -152,11 +158,12 @@ def main(argv=None) -> int:
     print(f"[bench-learning] logs, run directories and classifiers in {workdir}")
     runs = []
     plan = [(task, where, demos, seed, vetoes) for task, where, demos, seed in plan_runs(opts)
-            for vetoes in ((False, True) if opts.classifier_reward else (False,))]
+            for vetoes in (opts.veto_shares if opts.classifier_reward else (0.0,))]
     for task, where, demos, seed, vetoes in tqdm(plan, desc="runs", unit="run"):
         budget = (opts.env_minutes if where == "env" else opts.graph_minutes) or budgets[(task, where)]
         target = TARGETS[task]
-        out = os.path.join(workdir, f"{task}-{opts.observation}-{where}-d{demos}-{seed}" + ("-vetoes" if vetoes else ""))
+        out = os.path.join(workdir, f"{task}-{opts.observation}-{where}-d{demos}-{seed}"
+                           + (f"-vetoes{vetoes:g}" if vetoes else ""))
         result = out + ".json"
         if where == "env":
             command = [sys.executable, "-m", "hilserl_ros.sim.train_env", "--task", task, "--seed", str(seed),
@@ -164,7 +171,7 @@ def main(argv=None) -> int:
                        "--demos", str(demos), "--result-json", result, "--observation", opts.observation]
             if opts.classifier_reward:
                 command += ["--reward-classifier", os.path.join(workdir, f"reward_classifier_seed{seed}.safetensors")]
-                command += ["--keep-training"] + (["--operator-vetoes"] if vetoes else [])
+                command += ["--keep-training"] + (["--operator-vetoes", str(vetoes)] if vetoes else [])
         else:
             command = [sys.executable, "-m", "hilserl_ros.train", "--minutes", str(budget), "--target", str(target),
                        "--demos", str(demos), "--run-dir", out, "--result-json", result, f"task:={task}",
@@ -176,7 +183,8 @@ def main(argv=None) -> int:
         # written after every run: a bench stopped half-way keeps what it measured
         write(name, {"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "complete": False,
                            "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
-        tqdm.write(f"[bench-learning] {task} {where} demos={demos} seed {seed}{' vetoes' if vetoes else ''}: "
+        tqdm.write(f"[bench-learning] {task} {where} demos={demos} seed {seed}"
+                   f"{f' vetoes {vetoes:.0%}' if vetoes else ''}: "
                    f"reached={record['reached']} in {record['minutes']:.1f} min, {record['episodes']} episodes, "
                    f"{record['env_steps']} env steps, policy success {record['final_policy_success']:.0%}, "
                    f"intervention {record['final_intervention_rate']:.0%}")
@@ -188,10 +196,10 @@ def main(argv=None) -> int:
     for task in opts.tasks:
         for where in ("env", "graph"):
             for demos in sorted({r.get("demos", 0) for r in runs}):
-                for vetoes in (False, True):
+                for vetoes in sorted({float(r.get("operator_vetoes") or 0.0) for r in runs}):
                     line = describe(runs, task, where, demos, vetoes)
                     if line:
-                        summary[f"{task} {where} demos={demos}" + (" vetoes" if vetoes else "")] = line
+                        summary[f"{task} {where} demos={demos}" + (f" vetoes={vetoes:g}" if vetoes else "")] = line
     path = write(name, {"date": time.strftime("%Y-%m-%d %H:%M"), "runs": runs, "summary": summary,
                               "complete": True, "versions": versions("ros-rclpy", "torch", "mujoco", "pin")})
     for line in summary.values():

@@ -56,10 +56,14 @@ except (OSError, AttributeError):  # not Linux
 
 
 def die_with_parent(parent_pid: int):
-    """A ``preexec_fn``: SIGTERM the child when ``parent_pid`` dies (Linux). Closes the race
-    where the parent died before prctl took effect by checking the parent pid afterwards."""
+    """A ``preexec_fn``: SIGTERM the child when ``parent_pid`` dies (Linux), and SIGINT
+    delivered to it. Closes the race where the parent died before prctl took effect by
+    checking the parent pid afterwards."""
 
     def arm() -> None:
+        # the launcher stops nodes with SIGINT (as Ctrl-C does); a launcher started as a
+        # background job of a script has SIGINT ignored, and an ignore is inherited: undo it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if _prctl is not None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:

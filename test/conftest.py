@@ -3,8 +3,15 @@ in-process and as subprocesses, and waits with timeouts (see ros_harness.py)."""
 import fcntl
 import os
 import random
+import signal
 import tempfile
 import uuid
+
+# A test run started as a background job of a script inherits SIGINT ignored, and so would
+# every process a test starts (an ignore survives exec): tests that stop a process with
+# SIGINT, as Ctrl-C does, need it delivered. (CI once left a checkpoint writer running.)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _claim_domain() -> int:

@@ -178,6 +178,12 @@ def test_the_scripted_operator_vetoes_the_classifiers_false_success_and_it_learn
     assert reward == 1.0 and terminated and not info["success"]
     assert info["veto"]["added"] == 1 and env.stats()["vetoes"] == 1 and env.stats()["veto_steps"] == [1]
     assert "operator veto" in lines[0] and info["veto"]["p_after"] < info["veto"]["p_before"]
+    # an operator who notices none of them (veto_share 0): the false success stands, nothing learnt
+    blind = rc.ClassifierReward(make_env("pick_cube", seed=0, operator=False, observation="pixels"), model,
+                                threshold=1e-6, vetoes=rc.VetoLearner(model), veto_share=0.0)
+    blind.reset(seed=0)
+    _, reward, _, _, info = blind.step(np.zeros(4, np.float32))
+    assert reward == 1.0 and "veto" not in info and blind.stats()["vetoes"] == 0 and blind.false_successes == 1
 
 
 def test_the_timeline_counts_false_successes_and_vetoes_per_window():

@@ -11,12 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from sensor_msgs.msg import JointState
 
-from hilserl_ros import topics
 from hilserl_ros.hardware.bus import SERVO_IDS
 from hilserl_ros.hardware.torque_off import PortUnavailable, torque_off
-from hilserl_ros.ros import qos
 from ros_harness import EmulatorProcess, wait_for
 
 TORQUE_ENABLE = 40
@@ -113,12 +110,13 @@ def test_a_port_locked_by_a_driver_is_written_anyway_and_said_so(bus):
 
 
 @pytest.mark.ros
-def test_after_the_hardware_node_is_killed_the_command_releases_the_arm(bus, node_process, ros):
+def test_after_the_hardware_node_is_killed_the_command_releases_the_arm(bus, node_process):
+    # no in-process ROS peer here: a DDS participant torn down right after its peer was
+    # SIGKILLed crashed the interpreter once (FastDDS, in rclpy's destroy_node); the bus itself
+    # shows what matters: the driver turned torque on, and it is left on when the driver dies
     driver = node_process("hilserl_ros.nodes.hardware_node", "-p", f"port:={bus.link_path}", name="so101_driver")
-    peer = ros.node("torque_off_peer")
-    states = ros.probe(peer, JointState, topics.JOINT_STATES, qos.SENSOR)
-    states.wait(5, timeout=20)
-    assert torque_registers(bus) == [1] * 6  # torque_on_start
+    driver.wait_output("connected to the SO-101 bus", timeout=30)
+    wait_for(lambda: torque_registers(bus) == [1] * 6, 20, "torque on at the driver's start")  # torque_on_start
     os.killpg(driver.proc.pid, signal.SIGKILL)  # no chance to turn torque off itself
     driver.proc.wait(10)
     assert torque_registers(bus) == [1] * 6  # the arm is left stiff

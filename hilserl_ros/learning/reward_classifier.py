@@ -417,16 +417,19 @@ class ClassifierReward:
     ``vetoes``: the scripted operator watches, and vetoes a success the simulator does not see
     (the real arm's FAILURE button right after the classifier ended an episode), and the
     classifier learns the vetoed frames as hard negatives (:class:`VetoLearner`). As on the
-    real arm, the veto comes after the step: its transition keeps the classifier's reward."""
+    real arm, the veto comes after the step: its transition keeps the classifier's reward.
+    ``veto_share``: the share of those it notices (a person misses some), drawn with ``seed``."""
 
     def __init__(self, env, model: RewardClassifier, success_reward: float = 1.0, threshold: float | None = None,
-                 vetoes: VetoLearner | None = None, log=None):
+                 vetoes: VetoLearner | None = None, log=None, veto_share: float = 1.0, seed: int = 0):
         self.env = env
         self.model = model
         self.success_reward = success_reward
         self.threshold = model.threshold if threshold is None else threshold
         self.vetoes = vetoes
         self.log = log
+        self.veto_share = veto_share
+        self.notices = np.random.default_rng(seed + 7919)
         self.judged = 0
         self.false_successes = self.missed_successes = 0
         self.veto_steps: list[int] = []  # the step (count of judgements) of each veto
@@ -447,7 +450,7 @@ class ClassifierReward:
         success = p >= self.threshold
         self.false_successes += int(success and not info["success"])
         self.missed_successes += int(info["success"] and not success)
-        if success and not info["success"] and self.vetoes is not None:
+        if success and not info["success"] and self.vetoes is not None and self.notices.random() < self.veto_share:
             done = self.vetoes.veto(self.judged, self.threshold)
             self.veto_steps.append(self.judged)
             info["veto"] = done

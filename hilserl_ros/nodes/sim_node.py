@@ -94,8 +94,8 @@ class SimNode(Node):
         self.episode = 1
         self.backend = MujocoServoBackend(self.world)
         # the arm's torque as the driver sets it: on at start, off on Ctrl-C or a fault (said, so tests can see it)
-        self.backend.on_torque = lambda on: self.get_logger().info(
-            "servo bus: torque " + ("on" if on.all() else "off" if not on.any() else f"on for ids {on.nonzero()[0] + 1}"))
+        self.backend.on_torque = lambda on: self.get_logger().info("servo bus: torque " + (
+            "on" if on.all() else "off" if not on.any() else f"on for ids {on.nonzero()[0] + 1}"))
         self.bus = EmulatedServoBus(ids=SERVO_IDS, backend=self.backend, wire_timing=self.params["wire_timing"],
                                     link_path=self.params["sim_port"] or default_sim_port())
         self.bus.start()

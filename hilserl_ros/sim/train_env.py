@@ -126,7 +126,7 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
               target: float = 0.9, window: int = 20, operator: bool = True, env_config: EnvConfig | None = None,
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
               update_hook=None, demo_episodes: int = 0, observation: str = "state",
-              reward_model: str | None = None, operator_vetoes: bool = False, log=None,
+              reward_model: str | None = None, operator_vetoes: float = 0.0, log=None,
               stop_at_target: bool = True) -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
@@ -135,13 +135,14 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     ``make record-demos``) are preloaded into the demonstration buffer first. ``reward_model``:
     a reward classifier file whose verdict on the frames replaces the simulator's reward and
     success (the real arm's setting, sparse reward); the simulator still judges the records.
-    ``operator_vetoes``: the scripted operator vetoes the classifier's false successes, which it
-    learns as hard negatives (``log`` gets a line per veto). ``stop_at_target`` False: train
-    on to the budget (does the success last?); the result still says when it was reached."""
+    ``operator_vetoes``: the share of the classifier's false successes the scripted operator
+    vetoes (0: none, 1: every one; a person misses some), which it learns as hard negatives
+    (``log`` gets a line per veto). ``stop_at_target`` False: train on to the budget (does the
+    success last?); the result still says when it was reached."""
     torch.set_num_threads(threads)
     learner = learner or LearnerSettings.from_graph(task=task)
     env = judged(make_env(task, seed=seed, operator=operator, config=env_config, observation=observation), reward_model,
-                 operator_vetoes, log)
+                 operator_vetoes, log, seed)
     spec = env.unwrapped.observation_spec
     sac = dict(learner.sac, seed=seed, **learner.image_config(spec))
     config = SACConfig(obs_dim=spec.obs_dim, action_dim=env.action_space.shape[0],
@@ -296,15 +297,16 @@ class FrameFeed:
         self.last = None
 
 
-def judged(env, reward_model: str | None, vetoes: bool = False, log=None):
+def judged(env, reward_model: str | None, vetoes: float = 0.0, log=None, seed: int = 0):
     """``env`` with the reward classifier of ``reward_model`` as its reward, if one is given
-    (``vetoes``: the scripted operator vetoes its false successes and it learns them)."""
+    (``vetoes``: the share of its false successes the scripted operator vetoes; it learns them)."""
     if not reward_model:
         return env
     from hilserl_ros.learning.reward_classifier import ClassifierReward, RewardClassifier, VetoLearner
 
     model = RewardClassifier.load(reward_model)
-    return ClassifierReward(env, model, vetoes=VetoLearner(model) if vetoes else None, log=log)
+    return ClassifierReward(env, model, vetoes=VetoLearner(model) if vetoes > 0 else None, veto_share=vetoes or 1.0,
+                            seed=seed, log=log)
 
 
 def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
@@ -346,11 +348,14 @@ def main(argv=None) -> int:
                         "(pixels; sparse reward as on the real arm); the simulator still judges success")
     parser.add_argument("--keep-training", action="store_true",
                         help="train on to the budget after reaching the target (does the success last?)")
-    parser.add_argument("--operator-vetoes", action="store_true", help="with --reward-classifier: the scripted "
-                        "operator vetoes the classifier's false successes, which it learns as hard negatives")
+    parser.add_argument("--operator-vetoes", type=float, nargs="?", const=1.0, default=0.0, metavar="SHARE",
+                        help="with --reward-classifier: the scripted operator vetoes this share of the classifier's "
+                        "false successes (alone: all of them), which it learns as hard negatives")
     opts = parser.parse_args(argv)
     if opts.operator_vetoes and not opts.reward_classifier:
         parser.error("--operator-vetoes needs --reward-classifier")
+    if not 0.0 <= opts.operator_vetoes <= 1.0:
+        parser.error("--operator-vetoes SHARE must be within [0, 1]")
 
     def show(record: EpisodeRecord, rate: float) -> None:
         print(f"[ENV] Episode {record.episode} done | step={record.env_steps} | reward={record.reward:.2f} | "
@@ -361,7 +366,8 @@ def main(argv=None) -> int:
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
                        operator=not opts.no_operator, progress=show, demo_episodes=opts.demos,
                        observation=opts.observation, reward_model=opts.reward_classifier,
-                       operator_vetoes=opts.operator_vetoes, stop_at_target=not opts.keep_training, log=lambda line: print(f"[ENV] {line}", flush=True))
+                       operator_vetoes=opts.operator_vetoes, stop_at_target=not opts.keep_training,
+                       log=lambda line: print(f"[ENV] {line}", flush=True))
     summary = result.summary()
     print(json.dumps(summary))
     if opts.result_json:
