@@ -313,10 +313,8 @@ def collect_bags(paths, cameras: tuple[str, ...] | None = None, guard_steps: int
 
     frames_out: dict[str, list] = {}
     labels, which = [], []
-    hard = 0
     for number, (key, steps) in enumerate(episodes.items()):
         success = bool(steps) and steps[-1][2] and steps[-1][1] and key not in vetoed
-        hard += int(key in vetoed)
         for index, (frames, label, final) in enumerate(steps):
             if success and not final and index >= len(steps) - 1 - guard_steps:
                 continue  # just before the success button: may already show the success
@@ -327,7 +325,7 @@ def collect_bags(paths, cameras: tuple[str, ...] | None = None, guard_steps: int
     if not labels:
         raise ValueError(f"no transitions with camera frames in {list(paths)} (record with observation:=pixels)")
     return LabelledFrames({c: np.stack(v) for c, v in frames_out.items()}, np.array(labels, bool), np.array(which),
-                          hard)
+                          len(vetoed))
 
 
 def split_episodes(data: LabelledFrames, held_out: float, seed: int = 0) -> tuple[LabelledFrames, LabelledFrames]:

@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.time import Time
 
 from hilserl_ros import topics
 from hilserl_ros.learning.reward_classifier import DEFAULT_PATH, RewardClassifier, VetoLearner, file_sha256
@@ -35,7 +34,7 @@ from hilserl_ros.msg import RewardVeto, SuccessPrediction
 from hilserl_ros.observation import load_observation
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
-from hilserl_ros.ros.messages import seconds, subscribe_camera
+from hilserl_ros.ros.messages import seconds, subscribe_camera, to_stamp
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
 
@@ -128,7 +127,7 @@ class RewardClassifierNode(Node):
         msg = SuccessPrediction(probability=probability, threshold=threshold, success=probability >= threshold,
                                 model=self.model_name, vetoes=self.vetoes.vetoes if self.vetoes else 0,
                                 hard_negatives=self.vetoes.hard_negatives if self.vetoes else 0)
-        msg.header.stamp = Time(nanoseconds=round(min(stamps) * 1e9)).to_msg()
+        msg.header.stamp = to_stamp(min(stamps))
         self.pub.publish(msg)
         self.predictions += 1
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
@@ -36,7 +35,7 @@ from hilserl_ros.hardware.bus import JOINT_NAMES
 from hilserl_ros.msg import EpisodeEvent, RewardVeto, SuccessPrediction, TaskState
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
-from hilserl_ros.ros.messages import joint_positions, seconds
+from hilserl_ros.ros.messages import joint_positions, seconds, to_stamp
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter
 from hilserl_ros.task_judge import REWARD_SOURCES, START_ON, STOPPED, WAITING, EpisodeJudge, JudgeConfig
@@ -147,7 +146,7 @@ class TaskNode(Node):
             veto = self.judge.button(msg.event == EpisodeEvent.SUCCESS, self._now())
             if veto is not None:
                 out = RewardVeto(episode=veto.episode, probability=float(veto.probability), model=self.classifier_model)
-                out.header.stamp = Time(nanoseconds=round(veto.stamp * 1e9)).to_msg()
+                out.header.stamp = to_stamp(veto.stamp)
                 out.header.frame_id = topics.BASE_FRAME
                 self.veto_pub.publish(out)
                 self._say(f"episode {veto.episode}: the operator vetoed the classifier's success (p="

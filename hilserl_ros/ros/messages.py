@@ -1,7 +1,8 @@
-"""Reading the messages several nodes take: stamps, joint states, camera frames."""
+"""Reading (and stamping) the messages several nodes take: stamps, joint states, camera frames."""
 from __future__ import annotations
 
 import numpy as np
+from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from hilserl_ros.hardware.bus import JOINT_NAMES
@@ -11,6 +12,11 @@ from hilserl_ros.vision.ros_image import compressed_to_rgb8, msg_to_rgb8
 def seconds(stamp) -> float:
     """A builtin_interfaces/Time as float seconds."""
     return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def to_stamp(seconds_: float):
+    """Float seconds as a builtin_interfaces/Time (the inverse of :func:`seconds`)."""
+    return Time(nanoseconds=round(seconds_ * 1e9)).to_msg()
 
 
 def joint_positions(msg) -> np.ndarray:

@@ -305,7 +305,7 @@ def judged(env, reward_model: str | None, vetoes: float = 0.0, log=None, seed: i
     from hilserl_ros.learning.reward_classifier import ClassifierReward, RewardClassifier, VetoLearner
 
     model = RewardClassifier.load(reward_model)
-    return ClassifierReward(env, model, vetoes=VetoLearner(model) if vetoes > 0 else None, veto_share=vetoes or 1.0,
+    return ClassifierReward(env, model, vetoes=VetoLearner(model) if vetoes > 0 else None, veto_share=vetoes,
                             seed=seed, log=log)
 
 
