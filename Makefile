@@ -16,6 +16,10 @@ INTERFACES := $(wildcard msg/*.msg srv/*.srv) msg srv
 # re-runs the install and the build.
 NODE_MODULES := hilserl_ros/graph.py hilserl_ros/nodes $(wildcard hilserl_ros/nodes/*_node.py)
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist), each on its own ROS domain, given a whole test file at a time
+# (a module's shared graph or model is built once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 ARGS ?=
 
 # The environment every command runs in: the venv, the colcon install tree for the
@@ -32,7 +36,7 @@ RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PA
 	PYTHONUNBUFFERED=1
 
 .PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-learning bench-world \
-	bench-graph bench-faults lock record-demos replay report pretrain-encoder train-reward-classifier
+	bench-graph bench-faults bench-soak lock record-demos replay report pretrain-encoder train-reward-classifier
 
 setup: $(BUILD_STAMP)
 
@@ -86,10 +90,10 @@ graph: $(BUILD_STAMP)
 	$(RUN) $(PY) -m hilserl_ros.launcher --list $(ARGS)
 
 test: $(BUILD_STAMP)
-	$(RUN) $(PY) -m pytest $(PYTEST_ARGS)
+	$(RUN) $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(BUILD_STAMP)
-	$(RUN) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(RUN) $(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench-learner: $(BUILD_STAMP)
 	$(RUN) $(PY) bench/learner.py $(ARGS)
@@ -110,6 +114,12 @@ bench-learning: $(BUILD_STAMP)
 
 bench-faults: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/faults.py $(ARGS)
+
+# the fault soak of the tests, for 10 minutes instead of 2 (SOAK_MINUTES=...)
+SOAK_MINUTES ?= 10
+bench-soak: $(BUILD_STAMP)
+	$(RUN) HILSERL_SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m pytest -p no:xdist --timeout=0 -s \
+		test/test_fault_tolerance.py::test_soak_with_random_faults_loses_nothing_and_leaves_nothing_behind $(ARGS)
 
 bench-world: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) bench/world.py $(ARGS)

@@ -55,6 +55,7 @@ class Accounting:
     stored_twice: int
     buffer_size: int
     sessions: int
+    late: int = 0  # produced, flagged command_late (a period the simulation ran without them): held, in no buffer
     missing_by_session: dict = field(default_factory=dict)
 
 
@@ -72,6 +73,7 @@ class FaultRun:
         self.lock = threading.Lock()
         self.seen: dict[tuple[int, int], tuple[float, int, int]] = {}  # (session, seq) -> (stamp, episode, step)
         self.publications = 0
+        self.late: set[tuple[int, int]] = set()  # (session, seq) flagged command_late
         self.acks: dict[int, TransitionAck] = {}  # session -> latest
         self.learner_starts: list[tuple[int, float]] = []  # (learner_start, wall time first heard)
         self.episodes: list[EpisodeStats] = []
@@ -94,6 +96,8 @@ class FaultRun:
         with self.lock:
             self.publications += 1
             self.seen.setdefault((msg.session, msg.seq), (_stamp(msg.header.stamp), msg.episode, msg.step))
+            if msg.command_late:
+                self.late.add((msg.session, msg.seq))
 
     def _on_ack(self, msg: TransitionAck) -> None:
         with self.lock:
@@ -211,10 +215,12 @@ class FaultRun:
             if held != n:
                 missing[session] = n - held
         buffer_size = int(state["buffers"]["rl"]["obs"].shape[0])
+        with self.lock:
+            late = sum(1 for session, seq in self.late if seq <= produced.get(session, 0))
         return Accounting(produced=sum(produced.values()), stored=stored,
                           duplicates_dropped=int(state["extra"].get("duplicates", 0)),
-                          lost=sum(max(0, m) for m in missing.values()), stored_twice=buffer_size - stored,
-                          buffer_size=buffer_size, sessions=len(produced), missing_by_session=missing)
+                          lost=sum(max(0, m) for m in missing.values()), stored_twice=buffer_size - (stored - late),
+                          buffer_size=buffer_size, sessions=len(produced), missing_by_session=missing, late=late)
 
     def control_gaps(self, since_wall: float | None = None) -> float:
         """Longest simulated-time gap between consecutive steps of one episode (s)."""

@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     figures = {
         "transitions": {"produced": accounting.produced, "stored": accounting.stored,
                         "duplicates_dropped": accounting.duplicates_dropped, "lost": accounting.lost,
-                        "stored_twice": accounting.stored_twice, "actor_sessions": accounting.sessions},
+                        "stored_twice": accounting.stored_twice, "actor_sessions": accounting.sessions,
+                        "command_late": accounting.late},
         "kills": {name: sum(k["node"] == name for k in run.kills) for name in ("learner", "actor", "foxglove_bridge")},
         "learner_recovery_s": {
             "respawn_median": statistics.median(k["respawned_after_s"] for k in learner) if learner else None,

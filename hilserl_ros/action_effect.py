@@ -80,10 +80,12 @@ def main(argv=None) -> int:
         from hilserl_ros.recording.types import shared_types
 
         types = shared_types()
-        msgs = [types.deserialize(m.data, m.type_name) for m in read_messages([opts.checkpoint], [topics.TRANSITIONS])]
+        msgs = [types.decode(m) for m in read_messages([opts.checkpoint], [topics.TRANSITIONS])]
+        # steps whose action missed its simulated period (lockstep timeout) are nobody's training data
+        msgs = [t for t in msgs if not getattr(t, "command_late", False)]
         arrays = [np.array([getattr(t, f) for t in msgs], float)
                   for f in ("observation", "action", "next_observation", "reward", "terminated")]
-        task = next((types.deserialize(m.data, m.type_name).task
+        task = next((types.decode(m).task
                      for m in read_messages([opts.checkpoint], [topics.TASK_STATE])), "reach")
         if task != "reach":  # the reward check is reach's (minus the distance); pick_cube's reward has more terms
             arrays[3] = None

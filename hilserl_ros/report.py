@@ -251,10 +251,10 @@ def load_bags(paths: Sequence[str | Path]) -> RunData:
                 for conn, stamp, raw in reader.messages(connections=wanted):
                     # a topic of the same name but another type is not ours to plot
                     if conn.topic == LEARNER_TOPIC and conn.msgtype == LEARNER_TYPE:
-                        msg = types.deserialize(raw, LEARNER_TYPE)
+                        msg = types.deserialize(raw, LEARNER_TYPE, getattr(conn.msgdef, "data", None))
                         learner.append((stamp, _message_fields(msg, _LEARNER_FIELDS)))
                     elif conn.topic == EPISODE_TOPIC and conn.msgtype == EPISODE_TYPE:
-                        msg = types.deserialize(raw, EPISODE_TYPE)
+                        msg = types.deserialize(raw, EPISODE_TYPE, getattr(conn.msgdef, "data", None))
                         row = _message_fields(msg, _EPISODE_FIELDS)
                         row["actor"] = msg.actor_id
                         episodes.append((stamp, row))

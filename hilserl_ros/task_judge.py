@@ -125,6 +125,7 @@ class EpisodeJudge:
         self.prediction: tuple[float, bool, float] | None = None  # (stamp, success, probability)
         self.why_not_started = ""
         self.claimed: tuple[float, Veto] | None = None  # (when, what) of the classifier's last success
+        self.started_at = 0.0  # when the running episode began (its predictions are of frames after it)
 
     # ------------------------------------------------------------------ inputs
     def reset(self, joints, now: float) -> None:
@@ -154,6 +155,8 @@ class EpisodeJudge:
         return self._begin(now)
 
     def classifier(self, stamp: float, success: bool, probability: float) -> None:
+        """The classifier's newest prediction; ``stamp`` is when its frames were taken (the same
+        clock as ``now``), which decides the episode it can judge."""
         self.prediction = (stamp, success, probability)
 
     # ------------------------------------------------------------------ the clock
@@ -188,7 +191,9 @@ class EpisodeJudge:
             if missing:
                 return self._end(False, True, missing, penalty)
             stamp, success, probability = self.prediction
-            if success:
+            # a prediction of frames taken before this episode began judges the last one (or the
+            # way home): it may keep the episode alive (the classifier is there) but never end it
+            if success and stamp >= self.started_at:
                 self.claimed = (now, Veto(self.episode, stamp, probability))
                 return self._end(True, False, f"classifier p={probability:.2f}", penalty)
         return Verdict(self.episode, penalty, False, False, "")
@@ -212,7 +217,7 @@ class EpisodeJudge:
         self.why_not_started = ""
         self.claimed = None  # a new episode: too late to veto the last one
         self.episode += 1
-        self.state, self.phase_since = RUNNING, now
+        self.state, self.phase_since, self.started_at = RUNNING, now, now
         return True
 
     def _end(self, success: bool, failure: bool, reason: str, penalty: float) -> Verdict:

@@ -32,7 +32,14 @@ def _claim_domain() -> int:
 
 
 # Before anything imports rclpy: this run gets its own DDS domain, kept on loopback, so
-# parallel runs (and anything else on the machine) never see each other's traffic.
+# parallel runs (and anything else on the machine) never see each other's traffic. Each
+# pytest-xdist worker is a run of its own: it inherits the controller's environment, so it
+# claims a domain (and a process marker) for itself instead of sharing the controller's.
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker and os.environ.get("HILSERL_TEST_WORKER") != _worker:
+    os.environ["HILSERL_TEST_WORKER"] = _worker
+    os.environ["HILSERL_TEST_DOMAIN"] = str(_claim_domain())
+    os.environ["HILSERL_TEST_RUN"] = uuid.uuid4().hex
 if "HILSERL_TEST_DOMAIN" not in os.environ:
     os.environ["HILSERL_TEST_DOMAIN"] = str(_claim_domain())
 os.environ["ROS_DOMAIN_ID"] = os.environ["HILSERL_TEST_DOMAIN"]
@@ -71,3 +78,10 @@ def node_process():
     yield start
     for proc in started:
         proc.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests start first: with parallel workers (make test: pytest-xdist, one test file per
+    worker at a time, so a module's shared graph is built once) the long files then do not end
+    up last on one worker while the other idles. Order within each kind as collected."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort

@@ -3,6 +3,7 @@ camera's newest frame with the joint state of the control step, refuses frames o
 camera's ``max_age`` (counted, said, and no step taken: no acting blind), reads
 CompressedImage topics, crops and resizes as configured, sends each frame once, and shows
 what the policy sees on /actor/view/<camera>."""
+import itertools
 import time
 
 import cv2
@@ -19,6 +20,7 @@ from hilserl_ros.msg import TaskState, Transition
 from hilserl_ros.observation import load_observation
 from hilserl_ros.ros import qos
 from hilserl_ros.vision.ros_image import to_image_msg
+from ros_harness import wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -70,16 +72,28 @@ def test_stale_frames_are_counted_and_refused_fresh_ones_reach_the_transitions(r
         _, png = cv2.imencode(".png", frame(shade + 1)[:, :, ::-1])  # lossless, so the shade is exact
         wrist.publish(CompressedImage(header=header(old), format="rgb8; png compressed bgr8", data=png.tobytes()))
 
+    def publish_until(done, shades, frame_age: float, at_least: int, what: str) -> None:
+        """Publish every 50 ms, ``at_least`` times and then until ``done()``, however slowly
+        the actor keeps up (a fixed number of publications was a race on a loaded machine)."""
+        published = 0
+
+        def one_more():
+            nonlocal published
+            publish(next(shades), frame_age)
+            published += 1
+            time.sleep(0.05)
+            return published >= at_least and done()
+
+        wait_for(one_more, 60, what)
+
     # frames half a second behind the joint state: stale, the actor must wait, not act
-    for _ in range(15):
-        publish(50, frame_age=0.5)
-        time.sleep(0.05)
-    assert actor.stale_frames > 0 and actor.total_steps == 0 and not sent.messages
+    publish_until(lambda: actor.stale_frames > 0, itertools.repeat(50), 0.5, 15, "a step refused for stale frames")
+    assert actor.total_steps == 0 and not sent.messages
     # fresh frames: steps, and transitions carrying the policy's view of each camera once
-    for shade in range(60, 120, 2):
-        publish(shade, frame_age=0.01)
-        time.sleep(0.05)
-    transitions = sent.wait(3, timeout=10)
+    # (shades 60, 62, ... up to 252, then 252 again: the wrist's odd shade + 1 stays a byte)
+    shades = itertools.chain(range(60, 254, 2), itertools.repeat(252))
+    publish_until(lambda: len(sent.messages) >= 3, shades, 0.01, 30, "three transitions")
+    transitions = sent.wait(3, timeout=30)
     for t in transitions:
         assert t.observation_spec == spec.fingerprint and len(t.observation) == 9
         assert [(i.width, i.height, i.encoding) for i in t.images] == [(64, 64, "rgb8")] * 2
@@ -93,7 +107,7 @@ def test_stale_frames_are_counted_and_refused_fresh_ones_reach_the_transitions(r
         # apart), all within max_age (0.15 s: 3 publications); the wrist's PNG decodes to its exact odd shade
         assert wrist_shade % 2 == 1 and abs(wrist_shade - 1 - shade) <= 6 and wrist_view[0, 0, 0] == 0
     for name in ("front", "wrist"):
-        view = views[name].wait(1, timeout=5)[-1]
+        view = views[name].wait(1, timeout=30)[-1]
         assert (view.width, view.height) == (64, 64)
     assert actor.drops.total == 0
 

@@ -79,18 +79,21 @@ def start_camera(node_process, device, *extra):
 # ---------------------------------------------------------------------------- as a process
 def test_publishes_the_video_files_frames_as_rgb8_of_the_output_size(tmp_path, node_process, ros):
     video = write_video(tmp_path / "cam.avi")
+    started = time.time()
     camera = start_camera(node_process, video, "-p", "output_width:=64", "-p", "output_height:=48")
     peer = ros.node("camera_peer")
     probe = ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR)
-    messages = probe.wait(5, timeout=15)
+    messages = probe.wait(5, timeout=30)
     for msg in messages:
         assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 64, 48, 64 * 3)
         assert msg.header.frame_id == topics.CAMERA_FRAME and len(msg.data) == 64 * 48 * 3
         left, right = halves(msg)
         assert near(left, LEFT) and near(right, RIGHT), (left, right)
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in messages]
-    assert stamps == sorted(stamps) and abs(stamps[-1] - time.time()) < 5.0  # wall-clock stamps, in order
-    assert "capturing 160x120" in camera.output
+    # wall-clock stamps, in order: taken while the test ran (an order, not a latency: a loaded
+    # machine may deliver them late); the slack covers the stamp's rounding only
+    assert stamps == sorted(stamps) and started - 0.5 <= stamps[0] and stamps[-1] <= time.time() + 0.5, stamps
+    camera.wait_output("capturing 160x120", timeout=30)
     assert camera.stop() == 0  # SIGINT: close() stopped the capture, clean exit
 
 
@@ -99,7 +102,7 @@ def test_missing_device_warns_once_then_publishes_when_it_appears(tmp_path, node
     camera = start_camera(node_process, late)
     peer = ros.node("camera_peer")
     probe = ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR)
-    camera.wait_output("cannot open", timeout=15)
+    camera.wait_output("cannot open", timeout=30)
     time.sleep(1.2)  # six more attempts at reconnect_period 0.2 s
     assert camera.proc.poll() is None, camera.output  # still running
     warnings = [line for line in camera.lines if "[WARN]" in line]
@@ -108,11 +111,11 @@ def test_missing_device_warns_once_then_publishes_when_it_appears(tmp_path, node
     assert not probe.messages
 
     write_video(late)
-    (msg,) = probe.wait(1, timeout=10)[:1]
+    (msg,) = probe.wait(1, timeout=30)[:1]
     left, right = halves(msg)
     assert near(left, LEFT) and near(right, RIGHT)
-    camera.wait_output("capturing 160x120", timeout=5)
-    assert "of retries" in camera.output
+    camera.wait_output("capturing 160x120", timeout=30)
+    camera.wait_output("of retries", timeout=30)
 
 
 def test_set_parameters_changes_size_crop_and_device_of_later_frames(tmp_path, node_process, ros):
@@ -120,13 +123,13 @@ def test_set_parameters_changes_size_crop_and_device_of_later_frames(tmp_path, n
     start_camera(node_process, video)
     peer = ros.node("camera_peer")
     probe = ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR)
-    probe.wait(1, timeout=15, where=lambda m: (m.width, m.height) == (128, 128))  # the default: the policy's input
+    probe.wait(1, timeout=30, where=lambda m: (m.width, m.height) == (128, 128))  # the default: the policy's input
     client = peer.create_client(SetParameters, "/camera/set_parameters")
 
     (w, h) = set_params(ros, client, integer("output_width", 32), integer("output_height", 24))
     assert w.successful and h.successful, (w.reason, h.reason)
     since = len(probe.messages)
-    resized = probe.wait(3, timeout=5, where=lambda m: (m.width, m.height) == (32, 24))
+    resized = probe.wait(3, timeout=30, where=lambda m: (m.width, m.height) == (32, 24))
     later = probe.messages[since + 1:]  # one frame may have been in flight during the call
     assert later and all((m.width, m.height) == (32, 24) for m in later)
     assert all(near(halves(m)[0], LEFT) for m in resized)
@@ -139,25 +142,25 @@ def test_set_parameters_changes_size_crop_and_device_of_later_frames(tmp_path, n
     (crop,) = set_params(ros, client, integers("crop", [80, 0, 80, 120]))  # the right half only
     assert crop.successful, crop.reason
     since = len(probe.messages)
-    wait_for(lambda: len(probe.messages) >= since + 4, 5, "frames after the crop")
+    wait_for(lambda: len(probe.messages) >= since + 4, 30, "frames after the crop")
     for msg in probe.messages[since + 1:]:
         left, right = halves(msg)
         assert near(left, RIGHT) and near(right, RIGHT), (left, right)
 
     (whole,) = set_params(ros, client, integers("crop", []))  # empty = the whole frame again
     assert whole.successful, whole.reason
-    probe.wait(1, timeout=5, where=lambda m: near(halves(m)[0], LEFT))
+    probe.wait(1, timeout=30, where=lambda m: near(halves(m)[0], LEFT))
 
     swapped = write_video(tmp_path / "swapped.avi", frames=300, left=RIGHT, right=LEFT)
     (device,) = set_params(ros, client, ParameterMsg(name="device", value=ParameterValue(
         type=ParameterType.PARAMETER_STRING, string_value=swapped)))
     assert device.successful, device.reason
-    probe.wait(1, timeout=5, where=lambda m: near(halves(m)[0], RIGHT) and near(halves(m)[1], LEFT))
+    probe.wait(1, timeout=30, where=lambda m: near(halves(m)[0], RIGHT) and near(halves(m)[1], LEFT))
 
 
 def test_malformed_crop_at_start_fails_fast_with_the_reason(tmp_path, node_process):
     camera = start_camera(node_process, tmp_path / "none.avi", "-p", "crop:=[0, 0, 10]")
-    wait_for(lambda: camera.proc.poll() is not None, 15, "the node to exit")
+    wait_for(lambda: camera.proc.poll() is not None, 30, "the node to exit")
     assert camera.proc.returncode == 1
     assert "crop: a crop must be 4 integers" in camera.output  # named at start-up, with the reason
 
@@ -165,9 +168,11 @@ def test_malformed_crop_at_start_fails_fast_with_the_reason(tmp_path, node_proce
 # ---------------------------------------------------------------------------- in-process, simulated camera
 class FakeLiveCamera:
     """A cv2.VideoCapture stand-in for a live camera: grab() blocks until the next frame at
-    ``fps``; ``unplug`` makes reads and opens fail until ``plug``."""
+    ``fps``; ``unplug`` makes reads and opens fail until ``plug``. Its rate is 50 times the
+    node's publish rate: the drain test's ratio (at least 3 grabs per published frame) holds
+    with a wide margin when a loaded machine oversleeps each grab."""
 
-    fps = 100.0
+    fps = 500.0
     plugged = threading.Event()
     opened: list = []
     released: list = []
@@ -216,24 +221,24 @@ def test_live_camera_is_drained_at_its_rate_published_at_publish_rate_and_reconn
         Parameter("reconnect_period", value=0.1)]))
     peer = ros.node("camera_peer")
     probe = ros.probe(peer, Image, topics.CAMERA_IMAGE, qos.SENSOR)
-    probe.wait(2, timeout=10)
+    probe.wait(2, timeout=30)
     count, grabs = len(probe.messages), fake_camera.grabs
-    probe.wait(count + 5, timeout=20)
+    probe.wait(count + 5, timeout=30)
     published, grabbed = len(probe.messages) - count, fake_camera.grabs - grabs
     # the camera's queue is drained (every frame grabbed) but only the due frames are published:
     # a ratio, so a slow machine slows both alike (the rates themselves are not test material)
     assert grabbed >= 3 * published, (grabbed, published)
 
     fake_camera.plugged.clear()  # unplugged: reads fail, reopening fails
-    wait_for(lambda: node._outage_since is not None, 5, "the outage to be noticed")
-    time.sleep(0.6)  # several reconnect attempts
-    assert len(fake_camera.released) == 1 and len(fake_camera.opened) >= 4
+    wait_for(lambda: node._outage_since is not None, 30, "the outage to be noticed")
+    wait_for(lambda: len(fake_camera.opened) >= 4, 30, "several reconnect attempts")
+    assert len(fake_camera.released) == 1
     count = len(probe.messages)
     time.sleep(0.3)
     assert len(probe.messages) <= count + 1  # nothing stale published meanwhile
 
     fake_camera.plugged.set()
-    probe.wait(count + 3, timeout=5)
+    probe.wait(count + 3, timeout=30)
     node.close()
     assert not node._thread.is_alive()
     assert all(not cap.is_open for cap in fake_camera.opened)  # close() released the camera

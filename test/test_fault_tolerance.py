@@ -7,7 +7,7 @@ learner three times (the launcher respawns it; it resumes from its last checkpoi
 actor re-sends what the checkpoint lacks), SIGKILL the actor mid-episode (respawned, it must
 act with the learner's weights, never random ones, and re-send its previous session's
 remainder), then freeze the simulation and read a checkpoint back to account for every
-transition. A soak (10 minutes, faults at random) and checkpoints interrupted while written
+transition. A soak (2 minutes, faults at random; 10 in make bench-soak) and checkpoints interrupted while written
 follow.
 """
 import os
@@ -84,7 +84,8 @@ def test_every_transition_is_in_the_learner_exactly_once_after_three_learner_kil
     assert acc.produced > 150 and acc.sessions == 2  # the actor's first run and its restart
     assert acc.lost == 0, f"lost transitions per session: {acc.missing_by_session}"
     assert acc.stored == acc.produced
-    assert acc.stored_twice == 0 and acc.buffer_size == acc.produced
+    # (a step flagged command_late is held and acknowledged, but trained on by nobody)
+    assert acc.stored_twice == 0 and acc.buffer_size == acc.produced - acc.late
     learner_kills = [k for k in killed_run["run"].kills if k["node"] == "learner"]
     assert len(learner_kills) == 3 and all("caught_up_after_s" in k for k in learner_kills)
 
@@ -110,19 +111,23 @@ def test_a_restarted_actor_acts_with_the_learners_weights(killed_run):
 
 
 def test_soak_with_random_faults_loses_nothing_and_leaves_nothing_behind(tmp_path):
-    minutes = float(os.environ.get("HILSERL_SOAK_MINUTES", "10"))
+    """Kills at random times, in rounds that kill every kind of node (in random order), for
+    HILSERL_SOAK_MINUTES (2 here: a round or two; ``make bench-soak`` soaks for 10)."""
+    minutes = float(os.environ.get("HILSERL_SOAK_MINUTES", "2"))
     rng = random.Random(int(os.environ.get("HILSERL_SOAK_SEED", "7")))
+    kinds = ["learner", "learner", "actor", "foxglove_bridge"]
 
     def body(marker):
         run = FaultRun(str(tmp_path), time_scale=2.0, checkpoint_period=5.0, foxglove=True).start()
         try:
             run.wait_training(150)
             end = time.monotonic() + minutes * 60
-            while time.monotonic() < end:
-                time.sleep(rng.uniform(10.0, 40.0))
-                if time.monotonic() >= end:
-                    break
-                run.kill(rng.choice(["learner", "learner", "actor", "foxglove_bridge"]))
+            round_: list[str] = []
+            while round_ or time.monotonic() < end:  # rounds run whole, however slow the machine
+                if not round_:
+                    round_ = rng.sample(kinds, len(kinds))
+                time.sleep(rng.uniform(5.0, 25.0))
+                run.kill(round_.pop())
             accounting = run.freeze_and_account()
         finally:
             run.stop()
@@ -132,7 +137,9 @@ def test_soak_with_random_faults_loses_nothing_and_leaves_nothing_behind(tmp_pat
     run, acc = _run_with_marker(body)
     print(f"soak {minutes:g} min: {len(run.kills)} kills, produced {acc.produced}, duplicates dropped "
           f"{acc.duplicates_dropped}, peak RSS MiB " + ", ".join(f"{k} {v >> 20}" for k, v in run.peak_rss.items()))
-    assert run.kills and acc.lost == 0 and acc.stored_twice == 0 and acc.stored == acc.produced
+    killed = {kill["node"] for kill in run.kills}
+    assert len(run.kills) >= len(kinds) and killed == set(kinds), run.kills  # every kind died at least once
+    assert acc.lost == 0 and acc.stored_twice == 0 and acc.stored == acc.produced
     # bounded: the largest (the learner, torch + buffers) stays well under what the machine has
     assert max(run.peak_rss.values()) < 3 << 30
 

@@ -29,13 +29,15 @@ def bus(tmp_path):
 
 
 def start_driver(bus, node_process, ros, *params: str):
-    args = ["-p", f"port:={bus.link_path}", "-p", "max_step:=0.2"]
+    # rx_timeout_ms at its maximum: the emulator is another process, and on a loaded machine a
+    # reply may come later than the 10 ms default allows (a healthy bus would then "fault")
+    args = ["-p", f"port:={bus.link_path}", "-p", "max_step:=0.2", "-p", "rx_timeout_ms:=100.0"]
     for param in params:
         args += ["-p", param]
     proc = node_process("hilserl_ros.nodes.hardware_node", *args, name="so101_driver")
     peer = ros.node("driver_peer")
     states = ros.probe(peer, JointState, topics.JOINT_STATES, qos.SENSOR)
-    states.wait(5, timeout=20)
+    states.wait(5, timeout=30)
     return proc, peer, states
 
 
@@ -47,6 +49,18 @@ def driver(bus, node_process, ros):
 def latest(states):
     msg = states.messages[-1]
     return np.array(msg.position)
+
+
+def settled(states, joint: int, count: int = 10, timeout: float = 30.0) -> float:
+    """The joint's position once ``count`` joint states in a row report the same tick (the
+    emulated servo has stopped); waits for them, however slowly they come."""
+    def still():
+        positions = [m.position[joint] for m in states.messages[-count:]]
+        return len(positions) == count and max(positions) - min(positions) < 1e-6
+
+    start = len(states.messages)
+    wait_for(lambda: len(states.messages) >= start + count and still(), timeout, f"joint {joint} to stop moving")
+    return float(states.messages[-1].position[joint])
 
 
 def torque_registers(bus):
@@ -66,7 +80,7 @@ def test_joint_states_flow_with_all_joints_and_torque_on(driver, bus):
 def test_a_joint_target_goes_in_and_joint_states_converge(driver):
     _, peer, states = driver
     commands = peer.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS)
-    wait_for(lambda: commands.get_subscription_count() > 0, 10, "the driver's command subscription")
+    wait_for(lambda: commands.get_subscription_count() > 0, 30, "the driver's command subscription")
     target = np.array([0.3, -0.4, 0.5, 0.2, -0.3, 0.6])
 
     def close_enough():
@@ -74,30 +88,30 @@ def test_a_joint_target_goes_in_and_joint_states_converge(driver):
         time.sleep(0.05)
         return np.abs(latest(states) - target).max() < 0.01
 
-    wait_for(close_enough, 15, "joint states to reach the target")
+    wait_for(close_enough, 30, "joint states to reach the target")
 
 
 def test_each_command_moves_at_most_max_step(driver):
     _, peer, states = driver
     commands = peer.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS)
-    wait_for(lambda: commands.get_subscription_count() > 0, 10, "the driver's command subscription")
+    wait_for(lambda: commands.get_subscription_count() > 0, 30, "the driver's command subscription")
     before = latest(states)
     commands.publish(JointState(name=["shoulder_pan"], position=[float(before[0] + 1.5)]))
-    time.sleep(1.0)
-    moved = latest(states)[0] - before[0]
+    wait_for(lambda: latest(states)[0] - before[0] > 0.15, 30, "shoulder_pan to move")
+    moved = settled(states, 0) - before[0]  # where it stops, not where it passes
     assert 0.15 < moved <= 0.2 + 0.01, moved  # clamped to max_step = 0.2 rad
 
 
 def test_bad_commands_are_dropped_and_the_driver_keeps_going(driver):
     proc, peer, states = driver
     commands = peer.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS)
-    wait_for(lambda: commands.get_subscription_count() > 0, 10, "the driver's command subscription")
+    wait_for(lambda: commands.get_subscription_count() > 0, 30, "the driver's command subscription")
     commands.publish(JointState(name=["elbow"], position=[0.1]))
     commands.publish(JointState(name=["elbow_flex"], position=[float("nan")]))
-    proc.wait_output("dropped a joint command: unknown joints", timeout=10)
-    proc.wait_output("dropped a joint command: position[0] is nan", timeout=10)
+    proc.wait_output("dropped a joint command: unknown joints", timeout=30)
+    proc.wait_output("dropped a joint command: position[0] is nan", timeout=30)
     n = len(states.messages)
-    wait_for(lambda: len(states.messages) > n + 10, 5, "joint states to keep flowing")
+    wait_for(lambda: len(states.messages) > n + 10, 30, "joint states to keep flowing")
 
 
 def test_torque_service_and_torque_off_on_shutdown(driver, bus, ros):
@@ -109,7 +123,7 @@ def test_torque_service_and_torque_off_on_shutdown(driver, bus, ros):
     reply = ros.call(client, SetBool.Request(data=True))
     assert reply.success
     torque_becomes(bus, 1)
-    assert proc.stop(timeout=10, escalate=False) == 0, proc.output
+    assert proc.stop(timeout=30, escalate=False) == 0, proc.output
     assert "shutdown: torque off" in proc.output, proc.output
     torque_becomes(bus, 0)
 
@@ -119,15 +133,16 @@ def test_a_missing_servo_is_reported_torque_goes_off_and_it_recovers(driver, bus
     diags = []
     peer.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, diags.append, qos.EVENTS)
     bus.call("remove_servo", 3)
-    proc.wait_output("bus fault", timeout=10)
+    proc.wait_output("bus fault", timeout=30)
     assert "servo 3 (elbow_flex)" in proc.output
     wait_for(lambda: any(s.level == DiagnosticStatus.ERROR and "bus" in s.name for d in diags[-2:] for s in d.status),
-             10, "an ERROR diagnostic")
-    assert torque_registers(bus)[0] == 0  # torque off where the bus still answers
+             30, "an ERROR diagnostic")
+    # torque off where the bus still answers (a write without reply: wait for the emulator to serve it)
+    wait_for(lambda: torque_registers(bus)[0] == 0, 30, "servo 1's torque to go off")
     bus.call("restore_servo", 3)
-    proc.wait_output("fault cleared", timeout=10)
+    proc.wait_output("fault cleared", timeout=30)
     n = len(states.messages)
-    wait_for(lambda: len(states.messages) > n + 10, 10, "joint states again after recovery")
+    wait_for(lambda: len(states.messages) > n + 10, 30, "joint states again after recovery")
 
 
 
@@ -147,7 +162,7 @@ def faulty_driver(bus, node_process, ros):
     return proc, states, diags, torque
 
 
-def torque_becomes(bus, value: int, timeout: float = 5.0) -> None:
+def torque_becomes(bus, value: int, timeout: float = 30.0) -> None:
     """Torque writes are sync writes without a reply: wait for the emulator to have served them."""
     wait_for(lambda: torque_registers(bus) == [value] * 6, timeout, f"every TORQUE_ENABLE register to read {value}")
 
@@ -161,7 +176,7 @@ def value(status, key: str) -> str:
     return next(kv.value for kv in status.values if kv.key == key)
 
 
-def wait_for_status(diags, name: str, level: int, text: str, timeout: float = 10.0):
+def wait_for_status(diags, name: str, level: int, text: str, timeout: float = 30.0):
     return wait_for(lambda: next((s for s in statuses(diags, name) if s.level == level and text in s.message), None),
                     timeout, f"a {name} diagnostic of level {level} saying {text!r}")
 
@@ -171,7 +186,7 @@ def assert_alive(proc) -> None:
     assert "Traceback" not in proc.output, proc.output  # no exception escaped a callback
 
 
-def flowing(states, count: int = 10, timeout: float = 10.0) -> None:
+def flowing(states, count: int = 10, timeout: float = 30.0) -> None:
     n = len(states.messages)
     wait_for(lambda: len(states.messages) >= n + count, timeout, "joint states to flow")
 
@@ -180,7 +195,7 @@ def test_a_short_checksum_burst_is_retried_but_a_long_one_is_a_fault_naming_the_
     proc, states, diags, torque = faulty_driver
     # below the threshold: FAULT_AFTER - 1 failed cycles in a row, then a good one
     bus.call("corrupt_replies", 3, ATTEMPTS * (FAULT_AFTER - 1))
-    wait_for(lambda: any(int(value(s, "failed_cycles")) >= FAULT_AFTER - 1 for s in statuses(diags, "bus")), 10,
+    wait_for(lambda: any(int(value(s, "failed_cycles")) >= FAULT_AFTER - 1 for s in statuses(diags, "bus")), 30,
              "the failed cycles of the short burst to be counted")
     flowing(states)
     assert "bus fault" not in proc.output and torque_registers(bus) == [1] * 6
@@ -190,13 +205,13 @@ def test_a_short_checksum_burst_is_retried_but_a_long_one_is_a_fault_naming_the_
 
     # at the threshold: a fault, named, torque off everywhere
     bus.call("corrupt_replies", 3, ATTEMPTS * FAULT_AFTER)
-    proc.wait_output("bus fault (checksum errors)", timeout=10)
+    proc.wait_output("bus fault (checksum errors)", timeout=30)
     assert "servo 3 (elbow_flex)" in proc.output
     torque_becomes(bus, 0)
     bus_status = wait_for_status(diags, "bus", DiagnosticStatus.ERROR, "checksum errors")
     assert "servo 3 (elbow_flex)" in bus_status.message and value(bus_status, "fault_servos") == "3 (elbow_flex)"
     wait_for_status(diags, "elbow_flex", DiagnosticStatus.ERROR, "checksum errors")
-    proc.wait_output("fault cleared", timeout=10)
+    proc.wait_output("fault cleared", timeout=30)
     flowing(states)
     assert torque_registers(bus) == [0] * 6  # off, and it stays off until the operator enables it
     assert ros.call(torque, SetBool.Request(data=True)).success
@@ -208,19 +223,21 @@ def test_a_short_checksum_burst_is_retried_but_a_long_one_is_a_fault_naming_the_
 def test_a_lost_port_stops_joint_states_and_recovers_with_torque_off_until_enabled(faulty_driver, bus, ros):
     proc, states, diags, torque = faulty_driver
     bus.call("close_port")  # the USB cable pulled
-    proc.wait_output("bus fault (port lost)", timeout=10)
+    proc.wait_output("bus fault (port lost)", timeout=30)
     wait_for_status(diags, "bus", DiagnosticStatus.ERROR, "port lost")
     wait_for_status(diags, "shoulder_pan", DiagnosticStatus.ERROR, "port lost")
-    time.sleep(0.3)  # whatever was in flight arrives
-    n = len(states.messages)
+    lost_by = time.time()  # the driver has found the port gone: every later joint state is stamped before this
     time.sleep(1.0)  # several reconnection attempts, at reconnect_period 0.2 s
-    assert len(states.messages) == n  # no joint states without a bus
+    # no joint states without a bus: any that arrive now were read (and stamped) before the fault
+    # and were still in flight, however late a loaded machine delivers them
+    late = [m for m in list(states.messages) if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 > lost_by]
+    assert not late, late
     assert not ros.call(torque, SetBool.Request(data=True)).success  # nothing to enable
     # unreachable, the servos still hold the torque they had when the cable came out
     assert torque_registers(bus) == [1] * 6
 
     bus.call("reopen_port")  # plugged back: the same path, a new device
-    proc.wait_output("fault cleared", timeout=10)
+    proc.wait_output("fault cleared", timeout=30)
     flowing(states)
     assert torque_registers(bus) == [0] * 6  # the reconnection turned it off explicitly
     wait_for_status(diags, "bus", DiagnosticStatus.OK, "connected, torque off")
@@ -233,7 +250,7 @@ def test_a_lost_port_stops_joint_states_and_recovers_with_torque_off_until_enabl
 def test_an_overheating_servo_is_named_torque_goes_off_and_comes_back_only_when_enabled(faulty_driver, bus, ros):
     proc, states, diags, torque = faulty_driver
     bus.call("overheat", 2, 80.0)
-    proc.wait_output("bus fault (over temperature)", timeout=10)
+    proc.wait_output("bus fault (over temperature)", timeout=30)
     assert "servo 2 (shoulder_lift)" in proc.output
     status = wait_for_status(diags, "shoulder_lift", DiagnosticStatus.ERROR, "over temperature")
     assert value(status, "temperature_c") == "80"
@@ -243,7 +260,7 @@ def test_an_overheating_servo_is_named_torque_goes_off_and_comes_back_only_when_
     assert torque_registers(bus) == [0] * 6
 
     bus.call("clear_overheat", 2)
-    proc.wait_output("fault cleared", timeout=10)
+    proc.wait_output("fault cleared", timeout=30)
     flowing(states)
     assert torque_registers(bus) == [0] * 6
     assert ros.call(torque, SetBool.Request(data=True)).success
@@ -267,7 +284,8 @@ def test_no_exception_from_the_driver_leaves_a_callback(bus, ros, raised, kind):
 
     # not spun: the test calls the callbacks itself, so nothing races the injected failures
     node = HardwareNode(context=ros.context, parameter_overrides=[
-        Parameter("port", value=bus.link_path), Parameter("use_sim", value=False)])
+        Parameter("port", value=bus.link_path), Parameter("use_sim", value=False),
+        Parameter("rx_timeout_ms", value=100.0)])  # the emulator is another process: a loaded machine is slow
     try:
         assert node.connected
         torque_becomes(bus, 1)

@@ -34,13 +34,18 @@ def rig(ros):
     ros.wait_for_subscribers(states)
 
     def at(q):
-        states.publish(JointState(name=list(JOINT_NAMES), position=[float(v) for v in q]))
-        wait_for(lambda: ik.measured is not None and np.allclose(ik.measured, q), 5, "the IK node to see the joints")
+        msg = JointState(name=list(JOINT_NAMES), position=[float(v) for v in q])
+
+        def seen():
+            states.publish(msg)  # best effort, as a driver publishes them: again until one gets through
+            return ik.measured is not None and np.allclose(ik.measured, q)
+
+        wait_for(seen, 30, "the IK node to see the joints", period=0.1)
 
     def command(dx=0.0, dy=0.0, dz=0.0, gripper=0.0):
         n = len(joint_cmds.messages)
         commands_in.publish(EndEffectorCommand(dx=dx, dy=dy, dz=dz, gripper=gripper))
-        return joint_cmds.wait(n + 1, timeout=5)[-1]
+        return joint_cmds.wait(n + 1, timeout=30)[-1]
 
     return ik, driver, at, command, poses
 
@@ -54,7 +59,7 @@ def test_delta_times_action_scale_moves_the_end_effector(rig):
     q = np.array(out.position)
     assert list(out.name) == list(JOINT_NAMES)
     assert np.allclose(kin.position(q) - start, [0.02, 0.0, -0.01], atol=1e-3)
-    pose = poses.wait(1)[-1]
+    pose = poses.wait(1, timeout=30)[-1]
     assert pose.header.frame_id == topics.BASE_FRAME
     assert np.allclose([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z], start, atol=1e-6)
 
@@ -108,7 +113,7 @@ def test_bad_commands_are_dropped_and_the_node_keeps_working(rig):
 def test_workspace_markers_are_latched_for_late_subscribers(rig, ros):
     late = ros.node("late_rviz")
     markers = ros.probe(late, MarkerArray, topics.WORKSPACE_MARKERS, qos.LATCHED)
-    (msg,) = markers.wait(1, timeout=10)
+    (msg,) = markers.wait(1, timeout=30)
     box = msg.markers[0]
     assert len(box.points) == 24  # 12 edges
     xs = {round(p.x, 3) for p in box.points}

@@ -67,13 +67,15 @@ def launcher_factory():
 def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher_factory):
     node = ros.node("launcher_probe")
     chatter = ros.probe(node, String, "launched_chatter", qos.EVENTS)
-    launcher = launcher_factory("--grace", "2", "text:=bonjour", "with_stubborn:=true")
+    # grace: long enough for the talker to exit on SIGINT on a loaded machine (the stubborn one
+    # waits all of it out before its SIGKILL)
+    launcher = launcher_factory("--grace", "5", "text:=bonjour", "with_stubborn:=true")
 
     # every node's process starts, and the talker shows up on the ROS graph
     launcher.wait_output(r"talker: up on the ROS graph")
     assert set(launcher.pids()) == {"talker", "crasher", "stubborn"}
     # launch argument -> parameter, parameter file, and remapping all reached the talker
-    msg = chatter.wait(1, timeout=20)[0]
+    msg = chatter.wait(1, timeout=30)[0]
     assert msg.data.startswith("bonjour|from-params-file|")
 
     # the crash is reported with its exit code and the node's last lines
@@ -85,7 +87,7 @@ def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher
 
     # Ctrl-C: forwarded; the stubborn process is escalated to SIGKILL; nothing is left
     launcher.proc.send_signal(signal.SIGINT)
-    code = launcher.proc.wait(timeout=30)
+    code = launcher.proc.wait(timeout=60)
     assert code == 1, "a node died during the run, so the launcher reports failure"
     assert re.search(r"sending SIGKILL", launcher.output)
     assert re.search(r"talker\s+stopped\s+exit=0", launcher.output), launcher.output
@@ -105,14 +107,14 @@ def test_nodes_die_with_a_killed_launcher(launcher_factory):
     launcher.wait_output(r"talker: up on the ROS graph")
     launcher.proc.kill()  # SIGKILL: the launcher gets no chance to clean up
     launcher.proc.wait()
-    wait_for(lambda: not processes_with_marker(launcher.marker), 15, f"talker (pid {talker}) to exit")
+    wait_for(lambda: not processes_with_marker(launcher.marker), 30, f"talker (pid {talker}) to exit")
 
 
 def test_clean_exit_of_every_node_ends_the_launcher(launcher_factory, tmp_path):
     launcher = launcher_factory("with_crasher:=false")
     launcher.wait_output(r"talker: up on the ROS graph")
     os.kill(launcher.pids()["talker"], signal.SIGINT)  # a node asked to stop exits cleanly
-    assert launcher.proc.wait(timeout=20) == 0
+    assert launcher.proc.wait(timeout=60) == 0
     assert "talker: exited cleanly" in launcher.output
     assert "every node has exited" in launcher.output
 

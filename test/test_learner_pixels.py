@@ -40,7 +40,7 @@ def learner_node(ros, tmp_path, spin=True):
 
 def stop(learner):
     learner._stop.set()
-    learner._trainer.join(timeout=10)
+    learner._trainer.join(timeout=30)
 
 
 def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when_held(ros, tmp_path):
@@ -51,10 +51,10 @@ def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when
     try:
         pub.publish(transition(1, spec=load_observation("reach", "state")))  # the state actor's
         pub.publish(transition(2, size=64))  # a frame the description does not have
-        wait_for(lambda: learner.drops.total == 2, 10, "two refusals")
+        wait_for(lambda: learner.drops.total == 2, 30, "two refusals")
         for seq in range(3, 7):
             pub.publish(transition(seq))
-        wait_for(lambda: learner.received == 4, 10, "four transitions")
+        wait_for(lambda: learner.received == 4, 30, "four transitions")
         link = ("cam", 7)
         # 3, 4, 5 are paired (their s_{t+1} frame came with the next one); 6 waits for 7's
         assert len(learner.rl) == 3 and learner.rl.frames.added == 4
@@ -62,7 +62,7 @@ def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when
         pub.publish(transition(1))  # the refused seqs come again, right this time
         pub.publish(transition(2))
         pub.publish(transition(7, last=True))
-        wait_for(lambda: len(learner.rl) == 7, 10, "the episode complete")
+        wait_for(lambda: len(learner.rl) == 7, 30, "the episode complete")
         assert learner._held(link, learner.links[link]) == 7 and learner.rl.frames.added == 9
         batch = learner.rl.sample(64)
         assert batch.features["front"].shape == (64, learner.config.latent_dim)  # frozen encoder, cached
@@ -83,3 +83,25 @@ def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when
         stop(resumed)
         resumed.destroy_node()
     assert path
+
+
+def test_a_step_that_missed_its_period_is_not_trained_on_but_pairs_and_is_acknowledged(ros, tmp_path):
+    """command_late (the simulation ran the step's period without its action): the learner keeps
+    it out of the buffers, yet its frames complete the step before and its seq is held, so
+    nothing waits for it and the actor's spool drains."""
+    learner = learner_node(ros, tmp_path)
+    peer = ros.node("camera_actor")
+    pub = peer.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
+    ros.wait_for_subscribers(pub)
+    try:
+        for seq in range(1, 5):
+            msg = transition(seq, last=seq == 4)
+            msg.command_late = seq == 2
+            pub.publish(msg)
+        link = ("cam", 7)
+        wait_for(lambda: learner.received == 4 and link in learner.links
+                 and learner._held(link, learner.links[link]) == 4, 30, "four transitions held")
+        assert len(learner.rl) == 3 and learner.late_steps == 1  # 1 (paired with 2's frame), 3 and 4
+        assert not learner.drops.total
+    finally:
+        stop(learner)

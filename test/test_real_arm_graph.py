@@ -101,14 +101,19 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
                 joy()
                 time.sleep(0.15)
 
+            def press_until(button: int, done, timeout: float, what: str) -> None:
+                # a press a loaded machine delays or drops is pressed again, as a person would
+                def pressed():
+                    if done():
+                        return True
+                    press(button)
+                    return done()
+                wait_for(pressed, timeout, what, period=0.5)
+
             def start_episode(number: int) -> None:
                 # the arm must be home first; START is pressed until the episode runs
-                def running():
-                    if any(m.episode == number for m in task.messages):
-                        return True
-                    press(START)
-                    return False
-                wait_for(running, 120, f"episode {number} to start on START", period=0.5)
+                press_until(START, lambda: any(m.episode == number for m in task.messages), 120,
+                            f"episode {number} to start on START")
 
             set_param("reward_classifier", double("threshold", 1.0))  # it never says success yet
             set_param("learner", integer("training_starts", 10))
@@ -129,8 +134,7 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             joy()
             wait_for(lambda: any(t.is_intervention for t in sent.messages), 30, "an intervention step")
             # 4. the success button ends it with the sparse reward
-            press(SUCCESS)
-            wait_for(lambda: any(e.episode == 1 for e in episodes.messages), 30, "episode 1 to end")
+            press_until(SUCCESS, lambda: any(e.episode == 1 for e in episodes.messages), 60, "episode 1 to end")
             first = next(e for e in episodes.messages if e.episode == 1)
             assert first.success and "success button" in first.end_reason and first.intervention_steps > 0
             last = [t for t in sent.messages if t.episode == 1][-1]
@@ -168,8 +172,7 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             second = next(e for e in episodes.messages if e.episode == 2)
             assert second.success and "classifier p=" in second.end_reason
             # the operator disagrees: FAILURE right after is a veto, and the classifier learns it
-            press(FAILURE)
-            wait_for(lambda: vetoes.messages, 30, "the task node's veto")
+            press_until(FAILURE, lambda: vetoes.messages, 30, "the task node's veto")
             assert vetoes.messages[0].probability >= 0.0 and vetoes.messages[0].model.startswith("reward_classifier")
             wait_for(lambda: any(m.vetoes == 1 and m.hard_negatives >= 1 for m in predictions.messages), 60,
                      "predictions of the classifier retrained on the veto")

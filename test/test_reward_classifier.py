@@ -86,6 +86,34 @@ def test_vetoes_teach_it_its_false_successes_and_it_keeps_the_true_ones(sim_fram
     assert learner.veto(-1.0)["added"] == 0  # nothing remembered that early: nothing learnt
 
 
+def test_a_veto_is_kept_before_its_counts_announce_it(trained, tmp_path):
+    """The node announces learnt vetoes through the counts: the file must be on disk (whole)
+    by then, and a veto whose file could not be written is not counted."""
+    import copy
+
+    model = copy.deepcopy(trained[0])
+    learner = rc.VetoLearner(model, frames_per_veto=1)
+    learner.remember(1.0, model.training_set[0][0])
+    path = str(tmp_path / "vetoed.safetensors")
+    seen = []
+
+    def persist(m):
+        seen.append((learner.vetoes, learner.hard_negatives))
+        m.save(path)
+
+    assert learner.veto(1.0, persist=persist)["added"] == 1
+    assert seen == [(0, 0)] and (learner.vetoes, learner.hard_negatives) == (1, 1)
+    assert rc.RewardClassifier.load(path).info["vetoes"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["vetoed.safetensors"]  # no partial file left
+
+    def broken(m):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        learner.veto(1.0, persist=broken)
+    assert (learner.vetoes, learner.hard_negatives) == (1, 1)
+
+
 def test_vetoes_need_the_training_features():
     with pytest.raises(ValueError, match="no training features"):
         rc.VetoLearner(rc.from_policy_encoders(("front", "wrist")))

@@ -11,6 +11,9 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+
 from hilserl_ros import topics
 from hilserl_ros.msg import EndEffectorCommand, TaskState
 from hilserl_ros.ros import qos
@@ -127,32 +130,63 @@ def test_clock_and_rendered_camera_are_published(world):
 def test_a_late_command_does_not_release_the_next_boundary(world, ros):
     """Lockstep pairs a boundary with the command stamped for it: a command for an earlier
     boundary (late after a timeout) must not let the next period run, or every action after it
-    would act a period late."""
+    would act a period late. Read from the sim's lockstep diagnostics, not from wall time: a
+    loaded machine may deliver late, never differently."""
     sim, driver, ik, peer, probes = world
     commands = peer.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
+    forwarded = ros.probe(peer, JointState, topics.JOINT_COMMANDS, qos.EVENTS)
     wait_for(lambda: commands.get_subscription_count() > 0, 10, "the IK node")
+    set_params = peer.create_client(SetParameters, "/sim/set_parameters")
+    timeout = Parameter(name="lockstep_timeout",
+                        value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=10.0))
+    assert ros.call(set_params, SetParameters.Request(parameters=[timeout]), timeout=20).results[0].successful
 
     def stamp_s(msg) -> float:
         return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
-    def next_boundary(after: float, timeout: float = 5.0):
-        return probes["task"].wait(1, timeout=timeout, where=lambda m: stamp_s(m) > after + 1e-6)[-1]
+    def next_boundary(after: float):
+        return probes["task"].wait(1, timeout=30, where=lambda m: stamp_s(m) > after + 1e-6)[-1]
 
-    # nobody commands: each boundary waits lockstep_timeout (1 s); take a fresh one
-    held = next_boundary(stamp_s(probes["task"].wait(1, timeout=10)[-1]))
+    def lockstep(since: float, where=lambda v: True) -> dict:
+        """Values of the first lockstep report after wall time ``since`` that satisfies ``where``."""
+        def report(msg):
+            if stamp_s(msg) < since:
+                return None
+            status = next((s for s in msg.status if s.name == "sim: lockstep"), None)
+            values = status and {v.key: v.value for v in status.values}
+            return values if values and where(values) else None
+        msg = probes["diagnostics"].wait(1, timeout=30, where=lambda m: report(m) is not None)[-1]
+        return report(msg)
+
+    # nobody commands: boundaries time out; take one held with the new timeout
+    before = lockstep(time.time(), lambda v: v["holding_timeout"] == "10")
+    t_held = float(before["holding_at"])
+    held = probes["task"].wait(1, timeout=30, where=lambda m: stamp_s(m) == pytest.approx(t_held, abs=1e-3))[-1]
     late = EndEffectorCommand()
-    late.header.stamp = Time(sec=0, nanosec=0) if stamp_s(held) < 0.1 else _stamp(stamp_s(held) - 0.1)
-    seen = time.monotonic()
+    assert t_held >= 0.2, t_held  # (a zero stamp would be an unstamped command, which pairs with anything)
+    late.header.stamp = _stamp(t_held - 0.1)
     commands.publish(late)  # reaches the bus, but answers the boundary before
-    after_late = next_boundary(stamp_s(held))
-    waited = time.monotonic() - seen
-    assert waited > 0.6, waited  # held until the timeout, not released by the late command
+    forwarded.wait(1, timeout=30, where=lambda m: stamp_s(m) == pytest.approx(stamp_s(late), abs=1e-6))
+    # the sim has seen the late stamp and the driver's write: still holding the same boundary
+    seen = lockstep(time.time(), lambda v: float(v["newest_command_stamp"]) == pytest.approx(stamp_s(late), abs=1e-6)
+                    and int(v["bus_writes"]) > int(before["bus_writes"]))
+    assert seen["holding_at"] and float(seen["holding_at"]) == pytest.approx(t_held, abs=1e-3), seen
+    assert not [m for m in probes["task"].messages if stamp_s(m) > t_held + 1e-6]
+    # the command for this boundary releases it, without waiting out the 10 s timeout
     answer = EndEffectorCommand()
-    answer.header.stamp = after_late.header.stamp
-    seen = time.monotonic()
-    commands.publish(answer)  # the command for this boundary: released at once
-    next_boundary(stamp_s(after_late))
-    assert time.monotonic() - seen < 0.6
+    answer.header.stamp = held.header.stamp
+    commands.publish(answer)
+    first = next_boundary(t_held)
+    after = lockstep(time.time(), lambda v: int(v["boundaries"]) > int(seen["boundaries"]))
+    assert int(after["timeouts"]) == int(seen["timeouts"]), (seen, after)
+    assert int(after["released_by_command"]) > int(seen["released_by_command"]), (seen, after)
+    # the task states say which periods ran with their own command alone: not those while nobody
+    # commanded, nor the first answered one (a late command may still come in it); two in a row do
+    assert held.command_late and first.command_late
+    answer = EndEffectorCommand()
+    answer.header.stamp = first.header.stamp
+    commands.publish(answer)
+    assert not next_boundary(stamp_s(first)).command_late
 
 
 def _stamp(seconds: float):

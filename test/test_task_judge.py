@@ -103,6 +103,22 @@ def test_the_classifier_judges_success_and_its_silence_stops_the_episode_with_th
     assert verdict.failure and not verdict.success and "silent" in verdict.reason and "camera" in verdict.reason
 
 
+def test_a_success_seen_before_the_episode_began_does_not_end_it():
+    """The last prediction before START judged frames of the previous episode (or of the way
+    home, under the old threshold): the new episode runs on until a frame of its own says so."""
+    config = JudgeConfig(reward_source="classifier", classifier_timeout=1.0)
+    judge = EpisodeJudge(config, HOME, 0.5, 1.0, RATE)
+    _, t = run_home(judge)
+    judge.classifier(t - 0.1, True, 0.0)  # fresh enough to start on, but older than the episode
+    assert judge.start(t)
+    verdict = judge.tick(t + 0.05)
+    assert not verdict.success and not verdict.failure  # the classifier is there, its verdict is not this episode's
+    judge.classifier(t + 0.1, False, 0.3)
+    assert not judge.tick(t + 0.15).success
+    judge.classifier(t + 0.2, True, 0.8)
+    assert judge.tick(t + 0.25).success
+
+
 def test_both_takes_the_first_of_button_and_classifier():
     judge = EpisodeJudge(JudgeConfig(reward_source="both"), HOME, 0.5, 1.0, RATE)
     _, t = run_home(judge)

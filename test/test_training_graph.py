@@ -49,9 +49,10 @@ def test_episodes_run_and_log_as_the_field_report_asks(graph):
     *_, probes, _, lines = graph
     episodes = probes["episodes"].messages
     assert [e.episode for e in episodes[:4]] == [1, 2, 3, 4]
-    text = "\n".join(lines)
-    assert re.search(r"\[ACTOR\] Episode 1 done \| step=\d+ \| reward=-?\d+\.\d\d", text)
-    assert re.search(r"\[LEARNER\] Episode 1 \| step=\d+ \| reward=-?\d+\.\d\d \| intervention=\d+\.\d%", text)
+    # the log lines come through the launcher's pipe, which may lag the messages
+    for pattern in (r"\[ACTOR\] Episode 1 done \| step=\d+ \| reward=-?\d+\.\d\d",
+                    r"\[LEARNER\] Episode 1 \| step=\d+ \| reward=-?\d+\.\d\d \| intervention=\d+\.\d%"):
+        wait_for(lambda: re.search(pattern, "\n".join(lines)), 60, f"/{pattern}/ in the graph's output")
 
 
 def test_every_transition_reaches_the_learner_without_gaps(graph):
@@ -59,18 +60,23 @@ def test_every_transition_reaches_the_learner_without_gaps(graph):
     sent = probes["transitions"].messages
     seqs = [t.seq for t in sent]
     assert seqs[: len(seqs)] == list(range(seqs[0], seqs[0] + len(seqs)))  # the probe saw them in order
-    stats = probes["stats"].wait(1, timeout=60)[-1]
+    # training started on them: the newest statistics may predate the episodes seen so far
+    stats = probes["stats"].wait(1, timeout=120, where=lambda m: m.transitions_received >= 300)[-1]
     assert stats.sequence_gaps == 0
-    assert stats.transitions_received >= 300  # training started on them
 
 
 def test_interventions_are_flagged_and_kept_as_demonstrations(graph):
     _, _, probes, _, _ = graph
-    sent = probes["transitions"].messages
-    assert any(t.is_intervention for t in sent) and not all(t.is_intervention for t in sent)
-    stats = probes["stats"].messages[-1]
+    wait_for(lambda: {t.is_intervention for t in probes["transitions"].messages} == {True, False}, 120,
+             "transitions with and without an intervention")
+    stats = probes["stats"].wait(1, timeout=120)[-1]
     received = stats.transitions_received
-    flagged = sum(t.is_intervention for t in sent if t.seq <= received)
+    # the probe may lag the learner: wait until it has caught up with what the statistics count
+    # (one reliable writer: its transitions arrive in order)
+    wait_for(lambda: max((t.seq for t in probes["transitions"].messages if t.actor_id == "actor"), default=0)
+             >= received, 60, f"the probe to see the {received} transitions the learner received")
+    sent = probes["transitions"].messages
+    flagged = sum(t.is_intervention and not t.command_late for t in sent if t.seq <= received)
     assert stats.demo_buffer_size == flagged
 
 
@@ -96,7 +102,7 @@ def test_bad_transitions_are_dropped_and_the_learner_keeps_going(graph):
     session, peer, probes, _, lines = graph
     pub = peer.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
     session.wait_for_subscribers(pub, count=1)
-    before = probes["stats"].messages[-1].transitions_dropped
+    before = probes["stats"].wait(1, timeout=120)[-1].transitions_dropped
     state = load_observation("reach", "state").fingerprint
     pub.publish(Transition(actor_id="saboteur", seq=1, observation=[math.nan] * 15, next_observation=[0.0] * 15,
                            action=[0.0] * 4, observation_spec=state))
@@ -106,20 +112,27 @@ def test_bad_transitions_are_dropped_and_the_learner_keeps_going(graph):
     pub.publish(Transition(actor_id="saboteur", seq=3, observation=[0.0] * 9, next_observation=[0.0] * 9,
                            action=[0.0] * 4, observation_spec=pixels))
     wait_for(lambda: probes["stats"].messages[-1].transitions_dropped >= before + 3, 60, "the drops to be counted")
-    assert any("dropped a transition: observation[0] is nan" in line for line in lines)
-    assert any(f"observation {pixels} is not the learner's {state}" in line for line in lines)
+    # the log lines come through the launcher's pipe, which may lag the statistics
+    wait_for(lambda: any("dropped a transition: observation[0] is nan" in line for line in lines), 60,
+             "the NaN drop in the log")
+    wait_for(lambda: any(f"observation {pixels} is not the learner's {state}" in line for line in lines), 60,
+             "the foreign observation's drop in the log")
     n = len(probes["stats"].messages)
     probes["stats"].wait(n + 3, timeout=60)  # still training
 
 
 def test_the_alpha_collapse_watchdog_fires(graph):
     session, _, probes, setter, lines = graph
-    # force the condition: every alpha is below a floor of 10, every |action| below 1
-    for name, value in (("alpha_floor", 10.0), ("action_floor", 1.0), ("watchdog_window", 2)):
+    # force the condition: every alpha is below a floor of 10, every |action| below 1 (and the
+    # target entropy the warning names set here too, not left to another test run before)
+    for name, value in (("target_entropy", -3.0), ("alpha_floor", 10.0), ("action_floor", 1.0),
+                        ("watchdog_window", 2)):
         assert set_param(session, setter, name, value).successful
-    wait_for(lambda: probes["stats"].messages[-1].alpha_collapse, 60, "alpha_collapse in the statistics")
+    wait_for(lambda: probes["stats"].messages and probes["stats"].messages[-1].alpha_collapse, 60,
+             "alpha_collapse in the statistics")
     warning = probes["stats"].messages[-1].warning
     assert "target_entropy=-3.00" in warning and "-action_dim/2 = -2.0" in warning
+    wait_for(lambda: any("alpha collapse" in line for line in lines), 60, "the alpha collapse warning in the log")
     assert sum("alpha collapse" in line for line in lines) == 1  # warned once
 
 
@@ -131,7 +144,8 @@ def test_each_transition_shows_the_effect_of_its_own_action(graph):
 
     _, _, probes, _, _ = graph
     # the actor's own (the bad-input test publishes malformed ones on the same topic)
-    sent = sorted((t for t in probes["transitions"].messages if t.actor_id == "actor"
+    # (a step flagged command_late missed its period on a loaded machine: the learner does not train on it)
+    sent = sorted((t for t in probes["transitions"].messages if t.actor_id == "actor" and not t.command_late
                    and len(t.observation) == len(t.next_observation) == 15 and len(t.action) == 4
                    and np.all(np.isfinite(list(t.observation) + list(t.next_observation) + list(t.action)))),
                   key=lambda t: t.seq)

@@ -33,6 +33,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -166,7 +167,14 @@ class RewardClassifier(nn.Module):
             tensors.update({"training.features": x.half().contiguous(), "training.labels": y.contiguous(),
                             "training.weights": w.contiguous()})
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        safetensors.torch.save_file(tensors, path, metadata={"hilserl_reward_classifier": json.dumps(meta)})
+        # whole or not at all: a reader (the next session, a test) never sees a half-written file
+        partial = f"{path}.{os.getpid()}.partial"
+        try:
+            safetensors.torch.save_file(tensors, partial, metadata={"hilserl_reward_classifier": json.dumps(meta)})
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
         return path
 
     @classmethod
@@ -295,7 +303,7 @@ def collect_bags(paths, cameras: tuple[str, ...] | None = None, guard_steps: int
                 for c in wanted}
 
     for message in read_messages(paths, topics=[topics.TRANSITIONS, topics.REWARD_VETO]):
-        msg = types.deserialize(message.data, message.type_name)
+        msg = types.decode(message)
         if message.topic == topics.REWARD_VETO:
             # the last episode that ended in a success before the veto, if it ended recently
             if ended and message.timestamp_ns - ended[-1][0] <= veto_window * 1e9:
@@ -378,8 +386,13 @@ class VetoLearner:
     def remember(self, stamp: float, features: torch.Tensor) -> None:
         self.recent.append((float(stamp), features.reshape(-1).detach().clone()))
 
-    def veto(self, stamp: float, threshold: float | None = None) -> dict:
-        """The judgement at ``stamp`` was not a success: learn it. Returns what was done."""
+    def veto(self, stamp: float, threshold: float | None = None,
+             persist: Callable[[RewardClassifier], object] | None = None) -> dict:
+        """The judgement at ``stamp`` was not a success: learn it. Returns what was done.
+
+        ``persist`` (e.g. saving the file) is called with the retrained model before the counts
+        :attr:`vetoes` and :attr:`hard_negatives` change, so whoever announces those counts
+        announces a model that is already kept. If it raises, the counts stay."""
         threshold = self.model.threshold if threshold is None else threshold
         before = [f for s, f in list(self.recent) if s <= stamp + 1e-6][-self.frames_per_veto:]
         if not before:
@@ -398,10 +411,12 @@ class VetoLearner:
             if p_after < threshold:
                 break
         self.model.head = head
-        self.vetoes += 1
-        self.hard_negatives += len(hard)
         self.model.info["hard_negatives"] = self.model.info.get("hard_negatives", 0) + len(hard)
         self.model.info["vetoes"] = self.model.info.get("vetoes", 0) + 1
+        if persist is not None:
+            persist(self.model)
+        self.vetoes += 1
+        self.hard_negatives += len(hard)
         return {"added": len(hard), "hard_negatives": self.hard_negatives, "p_before": p_before,
                 "p_after": p_after, "seconds": time.monotonic() - start}
 

@@ -111,6 +111,7 @@ class ActorNode(Node):
         self.spec.check_world(self.params["use_sim"])
         self.frames: dict[str, tuple[np.ndarray, float]] = {}  # camera -> (policy's view, stamp s)
         self.stale_frames = 0
+        self.late_periods = 0  # lockstep periods that ran without their command: sent flagged
         self.generator = torch.Generator().manual_seed(self.params["seed"])
         self.policy: Policy | None = None
         self.policy_version = -1
@@ -324,8 +325,19 @@ class ActorNode(Node):
             failure = event == EpisodeEvent.FAILURE or bool(self.task.failure)
             terminated = success or failure
             truncated = not terminated and self.step_index >= self.params["max_episode_steps"]
+            late = bool(self.task.command_late)
+            if late:
+                # the simulation ran this period without (only) this action: what it shows is not
+                # the action's effect. Sent flagged (its frames pair the step before, seq stays
+                # unbroken); the learner trains on no such step
+                self.late_periods += 1
+                if self.late_periods in (1, 10, 100, 1000) or self.late_periods % 10000 == 0:
+                    self.get_logger().warning(
+                        f"{self.late_periods} step(s) so far whose period ran without their command (the "
+                        f"simulation's lockstep_timeout passed first: a loaded machine): sent flagged "
+                        f"command_late, not trained on")
             self._send(prev_obs, prev_action, reward, obs, terminated, truncated, prev_human, prev_frames,
-                       frames if (terminated or truncated) else None)
+                       frames if (terminated or truncated) else None, late)
             self.episode_reward += reward
             if terminated or truncated:
                 reason = "success" if success else ("failure" if terminated else "timeout")
@@ -352,14 +364,15 @@ class ActorNode(Node):
         self.total_steps += 1
 
     def _send(self, obs, action, reward, next_obs, terminated, truncated, is_human, frames=None,
-              next_frames=None) -> None:
+              next_frames=None, late: bool = False) -> None:
         """One transition; camera frames of s_t, and of s_{t+1} only at an episode's end (the
         next transition brings them otherwise: each frame crosses the wire once)."""
         self.seq += 1
         msg = Transition(actor_id=self.params["actor_id"], seq=self.seq, episode=self.episode,
                          step=self.step_index - 1, observation=obs.tolist(), next_observation=next_obs.tolist(),
                          action=[float(a) for a in action], reward=reward, terminated=terminated,
-                         truncated=truncated, is_intervention=is_human, observation_spec=self.spec.fingerprint)
+                         truncated=truncated, is_intervention=is_human, observation_spec=self.spec.fingerprint,
+                         command_late=late)
         if frames:
             msg.images = [to_image_msg(frames[c.name], "rgb8", frame_id=c.name) for c in self.spec.cameras]
         if next_frames:

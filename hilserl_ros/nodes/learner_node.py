@@ -148,6 +148,7 @@ class LearnerNode(Node):
         self.drops = DropCounter(self.get_logger(), "transition")
         self.received = 0
         self.duplicates = 0
+        self.late_steps = 0  # transitions flagged command_late: accepted, not trained on
         self.links: dict[tuple[str, int], SequenceTracker] = {}  # (actor_id, session) -> what we hold
         self.stored: dict[tuple[str, int], int] = {}  # ... -> contiguous seq in the last checkpoint
         self.start_ns = time.time_ns()
@@ -255,8 +256,9 @@ class LearnerNode(Node):
             if not tracker.accept(msg.seq):
                 self.duplicates += 1  # re-sent after a restart or a stall: we have it already
                 return
-            # HIL-SERL: interventions are demonstrations too
-            self._store(key, step, (self.rl, self.demo) if msg.is_intervention else (self.rl,))
+            # HIL-SERL: interventions are demonstrations too. A step whose action missed its
+            # simulated period goes into no buffer (its frames still complete the step before)
+            self._store(key, step, self._buffers_for(msg, (self.rl, self.demo) if msg.is_intervention else (self.rl,)))
             self.received += 1
 
     def _step_of(self, msg: Transition) -> Step:
@@ -266,6 +268,15 @@ class LearnerNode(Node):
         return Step(msg.seq, msg.episode, np.asarray(msg.observation, np.float32), np.asarray(msg.action, np.float32),
                     float(msg.reward), np.asarray(msg.next_observation, np.float32), bool(msg.terminated),
                     bool(msg.is_intervention), images, next_images)
+
+    def _buffers_for(self, msg: Transition, buffers: tuple) -> tuple:
+        if not getattr(msg, "command_late", False):  # (a bag recorded before the flag has none)
+            return buffers
+        self.late_steps += 1
+        if self.late_steps in (1, 10, 100, 1000) or self.late_steps % 10000 == 0:
+            self.get_logger().warning(f"{self.late_steps} step(s) flagged command_late so far (the simulation ran "
+                                      f"their period without their action): kept out of the buffers")
+        return ()
 
     def _store(self, key, step: Step, buffers: tuple) -> None:
         if not self.observation.cameras:
@@ -483,7 +494,7 @@ class LearnerNode(Node):
                 continue
             added = refused = 0
             for message in read_messages([bag], topics=[topics.TRANSITIONS]):
-                msg = types.deserialize(message.data, message.type_name)
+                msg = types.decode(message)
                 if self.params["demo_interventions_only"] and not msg.is_intervention:
                     continue
                 reason = self._invalid(msg)
@@ -496,7 +507,7 @@ class LearnerNode(Node):
                     self.drops.drop(f"demonstration from {bag}: {reason}")
                     refused += 1
                     continue
-                self._store((key, msg.actor_id, msg.session), step, (self.demo,))
+                self._store((key, msg.actor_id, msg.session), step, self._buffers_for(msg, (self.demo,)))
                 added += 1
             self.demo_bags_loaded.append(key)
             self.get_logger().info(f"preloaded {added} demonstration transitions from {bag}"

@@ -17,7 +17,8 @@ classifier ended an episode. The features of the vetoed frames and of the ``veto
 judged before them join the classifier's training features as failures and the head is
 retrained on a worker thread (a fraction of a second; predictions go on with the old head
 meanwhile), then written to ``save_path`` so the next session starts from it. Predictions
-carry the count of vetoes and hard negatives.
+carry the count of vetoes and hard negatives; a count includes a veto only once its file is on
+disk.
 """
 from __future__ import annotations
 
@@ -142,11 +143,11 @@ class RewardClassifierNode(Node):
 
     def _learn(self, episode: int, stamp: float, threshold: float) -> None:
         try:
-            done = self.vetoes.veto(stamp, threshold)
+            # on disk before the predictions' counts say the veto was learnt
+            done = self.vetoes.veto(stamp, threshold, persist=lambda model: model.save(self.save_path))
             if not done["added"]:
                 self.get_logger().warning(f"veto of episode {episode}: {done['reason']} ({stamp:.3f})")
                 return
-            self.model.save(self.save_path)
             self.get_logger().info(
                 f"veto of episode {episode}: {done['added']} frames are hard negatives ({done['hard_negatives']} "
                 f"in {self.vetoes.vetoes} vetoes); p on them {done['p_before']:.2f} -> {done['p_after']:.2f}, "

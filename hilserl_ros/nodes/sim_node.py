@@ -13,6 +13,11 @@ emulated servo bus that answers the driver from here.
 
 Service /sim/reset (std_srvs/Trigger): new episode (new target or cube position), arm home.
 
+/diagnostics (status ``sim: lockstep``, every ``report_period`` wall seconds): the boundaries
+held so far, how many were released by their command and how many waited the whole
+``lockstep_timeout`` (many: nobody is commanding, or commands arrive late), the boundary held
+now, the newest command stamp seen and the count of bus writes.
+
 Lockstep (``lockstep``, on in simulation by default). The control loop runs over DDS and the
 servo bus in wall time: actor -> IK -> driver -> bus -> physics, then bus -> driver -> IK ->
 actor, some 20-40 ms on two loaded cores. At ``time_scale`` 3 that is most of a 100 ms
@@ -29,7 +34,11 @@ seen (the actor stamps its command with the boundary it acts on; the IK node pas
 on). Without that pairing, one late command (a boundary that timed out on a loaded machine)
 would release the next boundary, the command for that one the one after, and every action
 would from then on act a period late: a loop that is stable only while no wait ever times out.
-Unstamped commands (tests, tools) pair with anything.
+Unstamped commands (tests, tools) pair with anything. A wait that does time out (a machine too
+loaded to answer within ``lockstep_timeout``) still leaves a period without its action, and
+the late command moves the arm in the next one: the task states at the ends of those two
+periods say ``command_late``, and the actor sends no transition for them, so the learner never
+learns a motion as the effect of an action that did not cause it.
 """
 from __future__ import annotations
 
@@ -38,7 +47,9 @@ import threading
 import time
 
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.clock import Clock as RosClock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -72,6 +83,8 @@ PARAMS = [
               max=100.0, unit="Hz", read_only=True),
     ParamSpec("lockstep_timeout", 1.0, "longest wait for a command at a period boundary", min=0.01, max=10.0,
               unit="s"),
+    ParamSpec("report_period", 1.0, "wall seconds between lockstep diagnostics", min=0.1, max=600.0, unit="s",
+              read_only=True),
 ]
 
 # bus instructions that carry a command (goal positions, torque)
@@ -104,6 +117,15 @@ class SimNode(Node):
         self.create_service(Trigger, topics.SIM_RESET, self._on_reset)
         self.command_stamp = -1.0  # newest /joint_commands stamp (s): which boundary was answered
         self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
+        self.lockstep_counts = (0, 0)  # (boundaries held, of them timed out): one tuple, read whole
+        # released by their own command: the last two boundaries (a late command moves the arm in
+        # the period after the one it was meant for, so a period is clean only if both were)
+        self.released = (True, True)
+        self.holding_at: tuple[float, float] | None = None  # (boundary in simulated s, its timeout) held now
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
+        if self.params["lockstep"]:
+            steady = RosClock(clock_type=ClockType.STEADY_TIME)
+            self.create_timer(self.params["report_period"], self._diagnose, clock=steady)
         self._stop = threading.Event()
         self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
         self._physics.start()
@@ -119,7 +141,6 @@ class SimNode(Node):
         wall_start, sim_start = time.monotonic(), self.world.time
         hold_at = (round(self.world.time / period) + 1) * period
         scale = self.params["time_scale"]
-        self.holds = self.hold_timeouts = 0
         unstable = self.world.unstable_resets
         while not self._stop.is_set():
             if self.params["time_scale"] != scale:  # re-anchor on a live change
@@ -172,19 +193,45 @@ class SimNode(Node):
     def _hold(self) -> None:
         """Simulated time stands still until the driver writes the command for this boundary
         (or the timeout)."""
-        start, deadline = self._writes(), time.monotonic() + self.params["lockstep_timeout"]
+        limit = self.params["lockstep_timeout"]
+        start, deadline = self._writes(), time.monotonic() + limit
         boundary = self.world.time - self.world.model.opt.timestep / 2
-        self.holds += 1
+        self.holding_at = (self.world.time, limit)
+        timed_out = False
         while (self._writes() == start or self.command_stamp < boundary) and not self._stop.is_set():
             if time.monotonic() >= deadline:
-                self.hold_timeouts += 1
-                return
+                timed_out = True
+                break
             self._stop.wait(0.0005)
+        holds, timeouts = self.lockstep_counts
+        self.lockstep_counts = (holds + 1, timeouts + timed_out)
+        self.released = (self.released[1], not timed_out)
+        self.holding_at = None
+
+    def _diagnose(self) -> None:
+        holding, (holds, timeouts) = self.holding_at, self.lockstep_counts
+        status = DiagnosticStatus(name="sim: lockstep", hardware_id=topics.TASK_STATE)
+        if holds and timeouts == holds:
+            status.level = DiagnosticStatus.WARN
+            status.message = "every boundary waited the whole lockstep_timeout: nobody commands"
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = f"{holds - timeouts} of {holds} boundaries released by their command"
+        status.values = [KeyValue(key="boundaries", value=str(holds)),
+                         KeyValue(key="released_by_command", value=str(holds - timeouts)),
+                         KeyValue(key="timeouts", value=str(timeouts)),
+                         KeyValue(key="holding_at", value="" if holding is None else f"{holding[0]:.6f}"),
+                         KeyValue(key="holding_timeout", value="" if holding is None else f"{holding[1]:g}"),
+                         KeyValue(key="newest_command_stamp", value=f"{self.command_stamp:.9f}"),
+                         KeyValue(key="bus_writes", value=str(self._writes()))]
+        out = DiagnosticArray(status=[status])
+        out.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(out)
 
     def _publish_task(self, now: float) -> None:
         state = self.world.task_state()
         msg = TaskState(task=state.task, episode=self.episode, distance=state.distance, reward=state.reward,
-                        success=state.success)
+                        success=state.success, command_late=self.params["lockstep"] and not all(self.released))
         msg.header.stamp, msg.header.frame_id = sim_time(now), topics.BASE_FRAME
         msg.goal.x, msg.goal.y, msg.goal.z = (float(v) for v in state.goal)
         msg.ee_position.x, msg.ee_position.y, msg.ee_position.z = (float(v) for v in state.ee_position)
@@ -203,9 +250,10 @@ class SimNode(Node):
     def close(self) -> None:
         self._stop.set()
         self._physics.join(timeout=2)
-        if self.params["lockstep"] and getattr(self, "holds", 0):
+        holds, timeouts = self.lockstep_counts
+        if self.params["lockstep"] and holds:
             # many timeouts: nobody commanded at the boundaries (no actor, or it is waiting for something)
-            self.get_logger().info(f"lockstep: {self.holds} period boundaries, {self.hold_timeouts} of them "
+            self.get_logger().info(f"lockstep: {holds} period boundaries, {timeouts} of them "
                                    f"waited the whole lockstep_timeout for a command")
         self.bus.stop()
         self.world.close()

@@ -87,6 +87,7 @@ class BagMessage:
     timestamp_ns: int  # receive time when recorded
     data: bytes  # CDR, as it travelled
     qos: tuple  # rosbags Qos profiles the publishers offered
+    definition: str = ""  # the type's full ros2msg definition as recorded (decode with it: MessageTypes.decode)
 
 
 def bag_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -109,8 +110,10 @@ def read_messages(paths: Iterable[str | os.PathLike], topics: Iterable[str] | No
         with Reader(path) as reader:
             connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
             for connection, timestamp, data in reader.messages(connections=connections):
+                msgdef = getattr(connection, "msgdef", None)
                 yield BagMessage(connection.topic, connection.msgtype, timestamp, bytes(data),
-                                 tuple(getattr(connection.ext, "offered_qos_profiles", ()) or ()))
+                                 tuple(getattr(connection.ext, "offered_qos_profiles", ()) or ()),
+                                 getattr(msgdef, "data", "") or "")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class MessageTypes:
         self.typestore: Typestore = get_typestore(store)
         self._lock = threading.Lock()
         self._definitions: dict[str, str] = {}
+        self._recorded: dict[tuple[str, str], Typestore] = {}  # (type, a bag's older definition) -> its store
 
     def ensure(self, type_name: str) -> str:
         """Register `type_name` and everything it uses; returns the normalized name."""
@@ -104,8 +105,28 @@ class MessageTypes:
                 self._definitions[type_name] = self.typestore.generate_msgdef(type_name, ros_version=2)[0]
             return self._definitions[type_name]
 
-    def deserialize(self, data: bytes, type_name: str):
-        return self.typestore.deserialize_cdr(data, self.ensure(type_name))
+    def deserialize(self, data: bytes, type_name: str, definition: str | None = None):
+        """``definition``: the full definition the data was written with (a bag's, per topic).
+        A bag recorded with another version of a type decodes with its own (fields added since
+        are missing from the message; read them with ``getattr(msg, name, default)``)."""
+        type_name = self.ensure(type_name)
+        if definition and definition.strip() != self.definition(type_name).strip():
+            return self._store_of(type_name, definition).deserialize_cdr(data, type_name)
+        return self.typestore.deserialize_cdr(data, type_name)
+
+    def _store_of(self, type_name: str, definition: str) -> Typestore:
+        key = (type_name, definition)
+        with self._lock:
+            store = self._recorded.get(key)
+            if store is None:
+                store = get_typestore(Stores.EMPTY)
+                store.register(get_types_from_msg(definition, type_name))
+                self._recorded[key] = store
+            return store
+
+    def decode(self, message) -> object:
+        """A bag's message (hilserl_ros.recording.bag.BagMessage) with the definition it was recorded with."""
+        return self.deserialize(message.data, message.type_name, message.definition)
 
     def serialize(self, message, type_name: str) -> bytes:
         return bytes(self.typestore.serialize_cdr(message, self.ensure(type_name)))
