@@ -325,7 +325,11 @@ class ActorNode(Node):
             failure = event == EpisodeEvent.FAILURE or bool(self.task.failure)
             terminated = success or failure
             truncated = not terminated and self.step_index >= self.params["max_episode_steps"]
-            late = bool(self.task.command_late)
+            # lockstep: the joint state and EE pose must be read while the simulation held this
+            # boundary (stamped at it); one stamped later was read after the hold ran out (a
+            # loaded machine), so this step's s_{t+1} is not the boundary's state either
+            read_late = self.lockstep and max(self.joints_stamp, self.ee_stamp) > self.last_tick + 1e-6
+            late = bool(self.task.command_late) or read_late
             if late:
                 # the simulation ran this period without (only) this action: what it shows is not
                 # the action's effect. Sent flagged (its frames pair the step before, seq stays
