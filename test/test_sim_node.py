@@ -120,10 +120,11 @@ def test_clock_and_rendered_camera_are_published(world):
     def render_status(msg):
         return next((s for s in msg.status if s.name == "sim_camera: front" and s.level == DiagnosticStatus.OK),
                     None)
-    report = probes["diagnostics"].wait(1, timeout=15, where=lambda m: render_status(m) is not None)[-1]
+    report = probes["diagnostics"].wait(1, timeout=30, where=lambda m: render_status(m) is not None)[-1]
     values = {v.key: v.value for v in render_status(report).values}
     assert render_status(report).hardware_id == topics.CAMERA_IMAGE
-    assert 0.0 < float(values["render_ms_median"]) < 1000.0 and int(values["frames"]) >= 1
+    # (a cost, measured: no upper bound, which a loaded machine would stretch past)
+    assert float(values["render_ms_median"]) > 0.0 and int(values["frames"]) >= 1
     assert float(values["frames_per_s_possible"]) == pytest.approx(1e3 / float(values["render_ms_median"]), rel=1e-2)
 
 
