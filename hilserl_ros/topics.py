@@ -3,6 +3,8 @@
 # sensors and the arm
 JOINT_STATES = "/joint_states"  # sensor_msgs/JointState, measured (rad, rad/s, effort = load)
 JOINT_COMMANDS = "/joint_commands"  # sensor_msgs/JointState, position targets (rad) for the driver
+# sensor_msgs/JointState: what the driver wrote to the servos (after its limits), stamped with the command it answers
+JOINT_COMMANDS_APPLIED = "/joint_commands/applied"
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
 CAMERA_IMAGE = "/camera/image_raw"  # sensor_msgs/Image, rgb8: the front camera
 WRIST_CAMERA_IMAGE = "/camera/wrist/image_raw"  # sensor_msgs/Image, rgb8

@@ -305,6 +305,41 @@ def test_one_dropped_reply_is_retried(emu, arm):
     assert arm.stats.retries[1] == 1 and arm.stats.errors[1] == 0
 
 
+def test_a_reply_that_comes_late_is_never_taken_for_a_later_reads(emu):
+    """A sync read that gave up (the servos, or the host, slower than the packet timeout) gets
+    its reply afterwards. Taken for the next read's, every read from then on would return the
+    state of the read before under a fresh stamp (the protocol has no sequence numbers): the
+    graph's observations lagged the arm by half a control period on a loaded machine."""
+    arm = FeetechArmBus(emu.link_path, Calibration.default(), retries=0, rx_timeout_ms=30)
+    arm.connect()
+    try:
+        def put(ticks):  # shoulder_pan, by hand (torque is off)
+            emu.backend.set_position(1, 2048 + ticks)
+            return ticks * RAD_PER_TICK
+
+        was = put(400)
+        assert arm.read().position[0] == pytest.approx(was, abs=1e-6)
+        # the late reply is in the input buffer before the next read is sent
+        emu.delay_replies(0.1)
+        with pytest.raises(ServoNotResponding):
+            arm.read()
+        now = put(-400)
+        time.sleep(0.3)
+        assert arm.read().position[0] == pytest.approx(now, abs=1e-6)
+        # the late reply comes while the next read waits for its own
+        emu.delay_replies(0.1)
+        with pytest.raises(ServoNotResponding):
+            arm.read()
+        now = put(200)
+        arm.rx_timeout_ms = 1000
+        assert arm.read().position[0] == pytest.approx(now, abs=1e-6)
+        assert arm.stats.stale_replies == 6  # one per servo, recognised and skipped
+        now = put(-200)
+        assert [arm.read().position[0] for _ in range(3)] == pytest.approx([now] * 3, abs=1e-6)  # no lasting lag
+    finally:
+        arm.close()
+
+
 def test_always_dropped_raises_not_responding(emu):
     arm = FeetechArmBus(emu.link_path, Calibration.default(), retries=2, rx_timeout_ms=10)
     arm.connect()

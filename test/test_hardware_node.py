@@ -91,15 +91,31 @@ def test_a_joint_target_goes_in_and_joint_states_converge(driver):
     wait_for(close_enough, 30, "joint states to reach the target")
 
 
-def test_each_command_moves_at_most_max_step(driver):
+def test_each_command_moves_at_most_max_step_and_what_was_written_is_published(driver, ros):
     _, peer, states = driver
     commands = peer.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS)
     wait_for(lambda: commands.get_subscription_count() > 0, 30, "the driver's command subscription")
+    applied = ros.probe(peer, JointState, topics.JOINT_COMMANDS_APPLIED, qos.EVENTS)
     before = latest(states)
-    commands.publish(JointState(name=["shoulder_pan"], position=[float(before[0] + 1.5)]))
+
+    def heard():  # stay put, until a written command comes back (the topic is matched both ways)
+        commands.publish(JointState(name=["shoulder_pan"], position=[float(before[0])]))
+        time.sleep(0.2)
+        return applied.messages
+
+    wait_for(heard, 30, "the driver's applied command")
+    command = JointState(name=["shoulder_pan"], position=[float(before[0] + 1.5)])
+    command.header.stamp.sec, command.header.stamp.nanosec = 12, 300
+    commands.publish(command)
     wait_for(lambda: latest(states)[0] - before[0] > 0.15, 30, "shoulder_pan to move")
     moved = settled(states, 0) - before[0]  # where it stops, not where it passes
     assert 0.15 < moved <= 0.2 + 0.01, moved  # clamped to max_step = 0.2 rad
+    # what was written, as written, under the stamp of the command it answers
+    written = applied.wait(1, timeout=30, where=lambda m: m.header.stamp.sec == 12)[-1]
+    assert (written.header.stamp.sec, written.header.stamp.nanosec) == (12, 300)
+    assert list(written.name) == list(JOINT_NAMES)
+    assert written.position[0] - before[0] == pytest.approx(0.2, abs=0.01)  # the limited target, not 1.5 rad
+    assert np.allclose(written.position[1:], before[1:], atol=0.01)  # the joints not commanded hold
 
 
 def test_bad_commands_are_dropped_and_the_driver_keeps_going(driver):

@@ -129,9 +129,10 @@ def test_clock_and_rendered_camera_are_published(world):
 
 
 def test_a_late_command_does_not_release_the_next_boundary(world, ros):
-    """Lockstep pairs a boundary with the command stamped for it: a command for an earlier
-    boundary (late after a timeout) must not let the next period run, or every action after it
-    would act a period late. Read from the sim's lockstep diagnostics, not from wall time: a
+    """Lockstep pairs a boundary with the command stamped for it, as the driver wrote it: a
+    command for an earlier boundary (late after a timeout) must not let the next period run,
+    even when the command for this one was already published (but not yet written), or every
+    action after it would act a period late. Read from the sim's lockstep diagnostics, not from wall time: a
     loaded machine may deliver late, never differently."""
     sim, driver, ik, peer, probes = world
     commands = peer.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
@@ -163,12 +164,18 @@ def test_a_late_command_does_not_release_the_next_boundary(world, ros):
     before = lockstep(time.time(), lambda v: v["holding_timeout"] == "10")
     t_held = float(before["holding_at"])
     held = probes["task"].wait(1, timeout=30, where=lambda m: stamp_s(m) == pytest.approx(t_held, abs=1e-3))[-1]
+    # a command for this boundary that the driver never writes (it drops it: a joint it does not
+    # know), as a slow driver that has not written it yet: its stamp alone releases nothing
+    unwritten = JointState(name=["elbow"], position=[0.0])
+    unwritten.header.stamp = held.header.stamp
+    peer.create_publisher(JointState, topics.JOINT_COMMANDS, qos.EVENTS).publish(unwritten)
+    driver.wait_output("dropped a joint command: unknown joints", timeout=30)
     late = EndEffectorCommand()
     assert t_held >= 0.2, t_held  # (a zero stamp would be an unstamped command, which pairs with anything)
     late.header.stamp = _stamp(t_held - 0.1)
     commands.publish(late)  # reaches the bus, but answers the boundary before
     forwarded.wait(1, timeout=30, where=lambda m: stamp_s(m) == pytest.approx(stamp_s(late), abs=1e-6))
-    # the sim has seen the late stamp and the driver's write: still holding the same boundary
+    # the sim has seen the driver write the late command: still holding the same boundary
     seen = lockstep(time.time(), lambda v: float(v["newest_command_stamp"]) == pytest.approx(stamp_s(late), abs=1e-6)
                     and int(v["bus_writes"]) > int(before["bus_writes"]))
     assert seen["holding_at"] and float(seen["holding_at"]) == pytest.approx(t_held, abs=1e-3), seen

@@ -58,6 +58,7 @@ class BusStats:
     transactions: dict[int, int] = field(default_factory=dict)
     errors: dict[int, int] = field(default_factory=dict)  # failed transactions (after retries)
     retries: dict[int, int] = field(default_factory=dict)
+    stale_replies: int = 0  # late replies to an earlier transaction, recognised and skipped
 
     def error_rate(self, servo_id: int) -> float:
         n = self.transactions.get(servo_id, 0)

@@ -311,6 +311,7 @@ class EmulatedServoBus:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._bus_free = 0.0  # when the emulated wire is next idle (monotonic)
+        self._late: tuple[float, int] = (0.0, 0)  # (seconds, how many more instructions) answered late
         self._warned_backend = False
 
     # ------------------------------------------------------------------ life cycle
@@ -379,6 +380,13 @@ class EmulatedServoBus:
         """The servo's next ``count`` status packets arrive with a wrong checksum."""
         with self._lock:
             self._servo(servo_id).corrupt += int(count)
+
+    def delay_replies(self, seconds: float, count: int = 1) -> None:
+        """The answers to the next ``count`` instructions that have one leave ``seconds`` late,
+        and nothing else is served meanwhile: a loaded host, or a USB adapter holding the bytes
+        (its latency timer). A client that gave up waiting sees the reply arrive afterwards."""
+        with self._lock:
+            self._late = (float(seconds), int(count))
 
     def remove_servo(self, servo_id: int) -> None:
         """The servo is gone from the bus (unplugged, dead): it neither answers nor executes."""
@@ -672,6 +680,11 @@ class EmulatedServoBus:
             remaining = t - time.monotonic()
             if remaining > 0:
                 time.sleep(remaining)
+        if replies and self._late[1] > 0:
+            with self._lock:
+                delay, left = self._late
+                self._late = (delay, left - 1)
+            time.sleep(delay)  # in the I/O thread: the bus serves nothing else meanwhile
         if replies:
             self._send(b"".join(p for _, p in replies))
             self.stats.replies += len(replies)

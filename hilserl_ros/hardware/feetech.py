@@ -14,6 +14,14 @@ How the SDK is used, and why:
   own ``readRx``, servo by servo in the listed order (what ``rxPacket`` does): it knows which
   servo failed, never returns stale data, and sees fault bits (overheat, overload, voltage...)
   in the same transaction, at no extra cost.
+- A reply that comes after its transaction gave up (a servo or a host slower than the packet
+  timeout; on the real arm the USB adapter's latency timer) must never be taken for the next
+  transaction's: the protocol has no sequence numbers, the SDK's ``clearPort`` flushes only the
+  output, and a stale reply of the same servo passes every check. Once that happened, every
+  later read would return the state of one read before, under a fresh stamp, for good. So each
+  transaction first discards what waits in the input buffer, and the sync read alternates
+  between reading ``STATE_LENGTH`` and ``STATE_LENGTH + 1`` bytes: a reply with the other
+  length is a late one (counted in ``stats.stale_replies``) and is skipped.
 - The SDK opens the port non-blocking (pyserial ``timeout=0``) and spins on it while it waits
   for a reply: a whole core at any read rate (measured: 1.0 core at 770 reads/s against the
   emulator, same rate). A short blocking read slice (``poll_wait_s``) wakes on the first byte
@@ -33,6 +41,7 @@ import time
 import numpy as np
 from scservo_sdk import (COMM_RX_CORRUPT, COMM_RX_FAIL, COMM_RX_TIMEOUT, COMM_SUCCESS, COMM_TX_FAIL,
                          GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler)
+from scservo_sdk.protocol_packet_handler import PKT_ERROR, PKT_ID, PKT_LENGTH, PKT_PARAMETER0
 
 from hilserl_ros.hardware.bus import (ArmBus, BusError, BusStats, CorruptReply, JointReading, PortLost,
                                       ServoFault, ServoNotResponding)
@@ -103,9 +112,10 @@ class FeetechArmBus(ArmBus):
         self._raw = [[0] * STATE_LENGTH for _ in self.ids]  # last sync read, one row per servo
         self._status = [0] * len(self.ids)  # status (error) byte of each servo's last reply
         self._stamp = 0.0
+        self._read_turn = 0  # which of the two sync read lengths comes next
         # After a failed sync read the later servos' replies may still be arriving: wait their
-        # wire time plus a margin, then flush, so the retry starts on an empty buffer. (The SDK
-        # would skip whole stale replies by ID anyway; a half-received one costs it a resync.)
+        # wire time plus a margin, then flush, so the retry starts on an empty buffer (replies
+        # later than that are told apart by their length, see the module's docstring).
         reply_bytes = len(self.ids) * (6 + STATE_LENGTH)
         self._settle_s = reply_bytes * 10.0 / self.baudrate + 0.001
 
@@ -153,12 +163,14 @@ class FeetechArmBus(ArmBus):
             except BusError:
                 self._release()
                 raise
-            self._sync_read = GroupSyncRead(port, self._ph, ADDR_PRESENT_POSITION, STATE_LENGTH)
+            self._sync_reads = (GroupSyncRead(port, self._ph, ADDR_PRESENT_POSITION, STATE_LENGTH),
+                                GroupSyncRead(port, self._ph, ADDR_PRESENT_POSITION, STATE_LENGTH + 1))
             self._goal = GroupSyncWrite(port, self._ph, ADDR_GOAL_POSITION, 2)
             self._torque = GroupSyncWrite(port, self._ph, ADDR_TORQUE_ENABLE, 1)
             self._acceleration = GroupSyncWrite(port, self._ph, ADDR_ACCELERATION, 1)
             for sid in self.ids:
-                self._sync_read.addParam(sid)
+                for group in self._sync_reads:
+                    group.addParam(sid)
                 self._goal.addParam(sid, [0, 0])
                 self._torque.addParam(sid, [0])
                 self._acceleration.addParam(sid, [0])
@@ -208,6 +220,7 @@ class FeetechArmBus(ArmBus):
         for sid in self.ids:
             stats.transactions[sid] += 1
             for attempt in range(self.retries + 1):
+                port.ser.reset_input_buffer()  # what waits there answered an earlier transaction
                 model, result, error = ph.ping(port, sid)
                 if result == COMM_SUCCESS:
                     break
@@ -279,7 +292,10 @@ class FeetechArmBus(ArmBus):
     def _sync_read_once(self) -> tuple[int | None, int]:
         """(index of the first servo without a valid reply or None, SDK result code)."""
         port, ph = self._port, self._ph
-        result = self._sync_read.txPacket()
+        port.ser.reset_input_buffer()  # what waits there answered an earlier transaction, late
+        self._read_turn ^= 1
+        length = STATE_LENGTH + self._read_turn
+        result = self._sync_reads[self._read_turn].txPacket()
         if result != COMM_SUCCESS:
             port.is_using = False
             if result == COMM_TX_FAIL:
@@ -289,14 +305,30 @@ class FeetechArmBus(ArmBus):
             port.setPacketTimeoutMillis(self.rx_timeout_ms)
         raw, status = self._raw, self._status
         for i, sid in enumerate(self.ids):
-            data, result, error = ph.readRx(port, sid, STATE_LENGTH)
+            data, result, error = self._reply(sid, length)
             if result != COMM_SUCCESS:
                 return i, result
-            if len(data) != STATE_LENGTH:  # a well-formed packet, but too short
-                return i, COMM_RX_CORRUPT
-            raw[i] = data
+            raw[i] = data[:STATE_LENGTH]
             status[i] = error
         return None, COMM_SUCCESS
+
+    def _reply(self, sid: int, length: int) -> tuple[list, int, int]:
+        """Servo ``sid``'s reply of ``length`` data bytes to this sync read: (data, result,
+        status byte). Skips other servos' replies (as the SDK's readRx) and late replies to the
+        sync read before (the other length), until the packet timeout."""
+        other = 2 * STATE_LENGTH + 1 - length  # the length the sync read before asked for
+        while True:
+            packet, result = self._ph.rxPacket(self._port)
+            if result != COMM_SUCCESS:
+                return [], result, 0
+            if packet[PKT_LENGTH] == other + 2:  # late, whichever servo's
+                self._stats.stale_replies += 1
+                continue
+            if packet[PKT_ID] != sid:
+                continue
+            if packet[PKT_LENGTH] != length + 2:  # a well-formed packet of a length nobody asked for
+                return [], COMM_RX_CORRUPT, 0
+            return packet[PKT_PARAMETER0:PKT_PARAMETER0 + length], COMM_SUCCESS, packet[PKT_ERROR]
 
     def _decode(self) -> JointReading:
         raw = np.array(self._raw, dtype=np.int64)
@@ -329,6 +361,7 @@ class FeetechArmBus(ArmBus):
             what = f"read of {size} bytes at address {address}"
             try:
                 for attempt in range(self.retries + 1):
+                    self._port.ser.reset_input_buffer()  # what waits there answered an earlier transaction
                     data, result, _ = self._ph.readTxRx(self._port, servo_id, address, size)
                     if result == COMM_SUCCESS and len(data) == size:
                         return int.from_bytes(bytes(data), "little")

@@ -9,6 +9,10 @@ in simulation, on the pseudo-terminal the sim node serves (the same driver code 
 - takes position targets on /joint_commands; each is checked (known joints, finite), clamped
   to the calibrated joint range and to ``max_step`` rad away from the latest measured
   position, and written at once (the latency from policy to arm is part of the control loop);
+- publishes /joint_commands/applied (sensor_msgs/JointState) after each write of a command:
+  the targets as written (after the limits above), stamped with the command they answer. What
+  reached the arm, to plot against what was asked; in simulation the lockstep waits for it
+  (a bus write alone does not say which command it carried);
 - ~/torque_enable (std_srvs/SetBool) turns torque on (after setting the goal to the present
   position, so the arm does not jump) or off;
 - safety: torque off on shutdown, on a bus fault and on a servo over ``max_temperature``;
@@ -162,11 +166,14 @@ class HardwareNode(Node):
         self.last_attempt = 0.0
         self.reading: JointReading | None = None
         self.pending: np.ndarray | None = None  # latest accepted command, not yet written
+        self.pending_stamp = None  # the header stamp of the newest command merged into it
         self.drops = DropCounter(self.get_logger(), "joint command")
         self.limited_commands = 0
         self.consecutive_errors = 0
         self.transient_errors = 0
         self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
+        # latched: a subscriber matched late (DDS discovery can take seconds) still gets the newest
+        self.applied_pub = self.create_publisher(JointState, topics.JOINT_COMMANDS_APPLIED, qos.LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
         self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
         self.create_service(SetBool, "~/torque_enable", self._on_torque)
@@ -313,8 +320,12 @@ class HardwareNode(Node):
     def _write_pending(self) -> None:
         """Write the accepted command (caller holds the lock), limited against the latest reading."""
         if self.pending is not None and self.torque and self.reading is not None:
-            self.bus.write_positions(self._safe_target(self.pending, self.reading.position))
+            safe = self._safe_target(self.pending, self.reading.position)
+            self.bus.write_positions(safe)
             self.pending = None
+            applied = JointState(name=list(JOINT_NAMES), position=safe.tolist())
+            applied.header.stamp = self.pending_stamp
+            self._publish(self.applied_pub, applied)
 
     def _safe_target(self, target: np.ndarray, measured: np.ndarray) -> np.ndarray:
         step = self.params["max_step"]
@@ -345,6 +356,8 @@ class HardwareNode(Node):
         for name, value in zip(msg.name, msg.position):
             target[JOINT_NAMES.index(name)] = value
         self.pending = target
+        stamped = msg.header.stamp.sec or msg.header.stamp.nanosec
+        self.pending_stamp = msg.header.stamp if stamped else self.get_clock().now().to_msg()
         # written at once, not on the next read cycle: up to 1/publish_rate of latency less
         # between the policy's action and the arm (a control period is only 100 ms)
         try:
@@ -405,7 +418,9 @@ class HardwareNode(Node):
                       KeyValue(key="faults", value=str(self.faults)),
                       KeyValue(key="commands_dropped", value=str(self.drops.total)),
                       KeyValue(key="failed_cycles", value=str(self.transient_errors)),
-                      KeyValue(key="commands_limited", value=str(self.limited_commands))]
+                      KeyValue(key="commands_limited", value=str(self.limited_commands)),
+                      # replies that came after their read gave up, recognised and skipped
+                      KeyValue(key="stale_replies", value=str(self.bus.stats.stale_replies))]
         out.status.append(bus)
         stats, reading = self.bus.stats, self.reading
         for i, (joint, cal) in enumerate(self.calibration.items()):

@@ -29,12 +29,17 @@ driver wrote the next command to the bus (or after ``lockstep_timeout`` of wall 
 nobody commands). Each action then gets exactly one period of physics, whatever the CPU load
 and time_scale, as in the ROS-free env (hilserl_ros.sim.env); time_scale is an upper bound.
 
-A write releases a boundary only once a /joint_commands message stamped at or after it was
-seen (the actor stamps its command with the boundary it acts on; the IK node passes the stamp
-on). Without that pairing, one late command (a boundary that timed out on a loaded machine)
-would release the next boundary, the command for that one the one after, and every action
-would from then on act a period late: a loop that is stable only while no wait ever times out.
-Unstamped commands (tests, tools) pair with anything. A wait that does time out (a machine too
+A write releases a boundary only once the driver said it wrote a command stamped at or after
+it (/joint_commands/applied; the actor stamps its command with the boundary it acts on, the IK
+node and the driver pass the stamp on). Without that pairing, one late command (a boundary that
+timed out on a loaded machine) would release the next boundary, the command for that one the
+one after, and every action would from then on act a period late: a loop that is stable only
+while no wait ever times out. The stamp is taken from the driver's word, not from
+/joint_commands: the sim may see a command there before the driver wrote it, and a late write
+of the command before would then release the boundary with the old target on the bus. The
+writes counted are those after the boundary's task state went out (counted before it is
+published, so a fast answer is never taken for an old write). A command stamped in another
+clock (a tool publishing with wall time) answers the boundary held when it is written. A wait that does time out (a machine too
 loaded to answer within ``lockstep_timeout``) still leaves a period without its action, and
 the late command moves the arm in the next one: the task states at the ends of those two
 periods say ``command_late``, and the actor sends no transition for them, so the learner never
@@ -115,8 +120,8 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(Clock, topics.CLOCK, qos.SENSOR)
         self.task_pub = self.create_publisher(TaskState, topics.TASK_STATE, qos.EVENTS)
         self.create_service(Trigger, topics.SIM_RESET, self._on_reset)
-        self.command_stamp = -1.0  # newest /joint_commands stamp (s): which boundary was answered
-        self.create_subscription(JointState, topics.JOINT_COMMANDS, self._on_command, qos.EVENTS)
+        self.command_stamp = -1.0  # newest stamp the driver wrote a command for (s): which boundary was answered
+        self.create_subscription(JointState, topics.JOINT_COMMANDS_APPLIED, self._on_command, qos.LATCHED)
         self.lockstep_counts = (0, 0)  # (boundaries held, of them timed out): one tuple, read whole
         # released by their own command: the last two boundaries (a late command moves the arm in
         # the period after the one it was meant for, so a period is clean only if both were)
@@ -162,6 +167,7 @@ class SimNode(Node):
             if not self.context.ok():
                 return  # shutting down: close() stops this thread, publishing is over
             boundary = lockstep and now >= hold_at - timestep / 2
+            writes = self._writes()  # before the boundary's state goes out: its answer comes after
             try:
                 self.clock_pub.publish(Clock(clock=sim_time(now)))
                 if boundary or (not lockstep and now >= next_task):
@@ -172,7 +178,7 @@ class SimNode(Node):
                     raise
                 return  # the context went down between the check and the publish
             if boundary:
-                self._hold()
+                self._hold(writes)
                 hold_at += period
                 wall_start, sim_start = time.monotonic(), self.world.time  # the wait is not lag
                 continue
@@ -188,13 +194,18 @@ class SimNode(Node):
         return sum(counts[i] for i in WRITE_INSTRUCTIONS)
 
     def _on_command(self, msg: JointState) -> None:
-        self.command_stamp = max(self.command_stamp, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        if stamp > self.world.time + 1e-6:
+            # not a simulated time (a tool's wall-clock stamp): it answers the boundary held now,
+            # and must not stand for every boundary to come
+            stamp = self.world.time
+        self.command_stamp = max(self.command_stamp, stamp)
 
-    def _hold(self) -> None:
+    def _hold(self, start: int) -> None:
         """Simulated time stands still until the driver writes the command for this boundary
-        (or the timeout)."""
+        (or the timeout); ``start``: the bus writes before the boundary's state was published."""
         limit = self.params["lockstep_timeout"]
-        start, deadline = self._writes(), time.monotonic() + limit
+        deadline = time.monotonic() + limit
         boundary = self.world.time - self.world.model.opt.timestep / 2
         self.holding_at = (self.world.time, limit)
         timed_out = False
