@@ -1,7 +1,7 @@
 """Bad input is counted and logged once per reason."""
 import math
 
-from hilserl_ros.ros.validation import DropCounter, non_finite
+from hilserl_ros.ros.validation import DropCounter, non_finite, worth_telling
 
 
 class ListLogger:
@@ -27,3 +27,8 @@ def test_each_reason_is_logged_once_and_every_drop_counted():
 def test_non_finite_names_the_first_bad_value():
     assert non_finite("action", [0.1, -0.2, 1.0]) is None
     assert non_finite("action", [0.1, math.inf, math.nan]) == "action[1] is inf"
+
+
+def test_a_recurring_condition_is_told_at_each_order_of_magnitude_then_every_ten_thousand():
+    told = [n for n in range(0, 50001) if worth_telling(n)]
+    assert told == [1, 10, 100, 1000, 10000, 20000, 30000, 40000, 50000]

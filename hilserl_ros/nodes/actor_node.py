@@ -70,7 +70,7 @@ from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
 from hilserl_ros.ros.messages import joint_positions, seconds as _seconds, subscribe_camera
 from hilserl_ros.ros.runner import run_node
-from hilserl_ros.ros.validation import DropCounter
+from hilserl_ros.ros.validation import DropCounter, worth_telling
 
 PARAMS = [
     ParamSpec("control_rate", 10.0, "policy steps per second", min=1.0, max=100.0, unit="Hz"),
@@ -305,7 +305,7 @@ class ActorNode(Node):
                 return
             if frames is None:  # no acting blind: this step waits for every camera
                 self.stale_frames += 1
-                if self.stale_frames in (1, 10, 100, 1000) or self.stale_frames % 10000 == 0:
+                if worth_telling(self.stale_frames):
                     ages = {c.name: (round(self.joints_stamp - self.frames[c.name][1], 3) if c.name in self.frames
                                      else None) for c in self.spec.cameras}
                     self.get_logger().warning(f"step skipped {self.stale_frames} time(s) so far: no fresh frame of "
@@ -335,7 +335,7 @@ class ActorNode(Node):
                 # the action's effect. Sent flagged (its frames pair the step before, seq stays
                 # unbroken); the learner trains on no such step
                 self.late_periods += 1
-                if self.late_periods in (1, 10, 100, 1000) or self.late_periods % 10000 == 0:
+                if worth_telling(self.late_periods):
                     self.get_logger().warning(
                         f"{self.late_periods} step(s) so far whose period ran without their command (the "
                         f"simulation's lockstep_timeout passed first: a loaded machine): sent flagged "

@@ -59,7 +59,7 @@ from hilserl_ros.vision.ros_image import msg_to_rgb8
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
 from hilserl_ros.ros.runner import run_node
-from hilserl_ros.ros.validation import DropCounter, non_finite
+from hilserl_ros.ros.validation import DropCounter, non_finite, worth_telling
 from hilserl_ros.srv import SaveCheckpoint
 
 
@@ -273,7 +273,7 @@ class LearnerNode(Node):
         if not getattr(msg, "command_late", False):  # (a bag recorded before the flag has none)
             return buffers
         self.late_steps += 1
-        if self.late_steps in (1, 10, 100, 1000) or self.late_steps % 10000 == 0:
+        if worth_telling(self.late_steps):
             self.get_logger().warning(f"{self.late_steps} step(s) flagged command_late so far (the simulation ran "
                                       f"their period without their action): kept out of the buffers")
         return ()

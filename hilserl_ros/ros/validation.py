@@ -26,6 +26,12 @@ class DropCounter:
             )
 
 
+def worth_telling(count: int) -> bool:
+    """Whether the ``count``-th time a recurring condition happens is logged: the 1st, 10th,
+    100th, 1000th and every 10000th, so a log says how often without a line every time."""
+    return count in (1, 10, 100, 1000) or (count > 0 and count % 10000 == 0)
+
+
 def non_finite(name: str, values: Iterable[float]) -> str | None:
     """A reason if any value is NaN or infinite, else None."""
     for i, v in enumerate(values):
