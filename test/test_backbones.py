@@ -82,3 +82,65 @@ def test_the_cost_table_names_every_cut(capsys):
     out = capsys.readouterr().out
     assert "stage4: 8x8x80 map" in out and "head: 4x4x1280 map" in out
     assert len(out.strip().splitlines()) == len(CUTS)
+
+
+def _random_resnet10(seed=0):
+    from hilserl_ros.vision.backbones import ResNet10
+
+    torch.manual_seed(seed)
+    net = ResNet10()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return net
+
+
+def test_a_resnet10_checkpoint_with_the_ports_key_names_round_trips(tmp_path, images):
+    """The HIL-SERL/LeRobot ResNet-10 is not on the package index: a user points at its
+    model.safetensors. The test writes one with the same key names (36 tensors, 4.9 M
+    parameters), in today's names and in the port's older ones."""
+    from safetensors.torch import save_file
+
+    from hilserl_ros.vision.backbones import IMAGENET_NORM, resnet10
+
+    net = _random_resnet10()
+    state = net.state_dict()
+    assert len(state) == 36 and sum(v.numel() for v in state.values()) == 4_905_792
+    assert {"embedder.0.weight", "embedder.1.group_norm.weight", "encoder.stages.0.conv1.conv.weight",
+            "encoder.stages.3.shortcut.0.conv.weight", "encoder.stages.3.shortcut.1.group_norm.bias"} <= set(state)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    backbone = resnet10(str(tmp_path / "model.safetensors"))
+    maps = backbone(images)
+    assert tuple(maps.shape) == (2, 512, 4, 4) and backbone.map_size(128) == 4
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_NORM)
+    with torch.no_grad():
+        assert torch.allclose(maps, net((images.float() / 255.0 - mean) / std), atol=1e-5)
+    older = {k.replace(".group_norm", "").replace(".conv.weight", ".weight"): v for k, v in state.items()}
+    assert "encoder.stages.1.norm1.weight" in older and "encoder.stages.1.conv1.weight" in older
+    save_file(older, str(tmp_path / "older.safetensors"))
+    assert torch.allclose(resnet10(str(tmp_path / "older.safetensors"))(images), maps, atol=1e-6)
+
+
+def test_resnet10_pads_as_jax_does():
+    from hilserl_ros.vision.backbones import _same_pad
+
+    # a stride-2 window on an even side: the extra row/column after (JAX/TF "SAME"), not before
+    assert _same_pad(64, 3, 2) == (0, 1) and _same_pad(32, 1, 2) == (0, 0) and _same_pad(32, 3, 1) == (1, 1)
+    assert _same_pad(63, 3, 2) == (1, 1)
+
+
+def test_a_file_that_is_not_resnet10_is_refused_with_the_reason(tmp_path):
+    from safetensors.torch import save_file
+
+    from hilserl_ros.vision.backbones import resnet10
+
+    state = _random_resnet10().state_dict()
+    state["encoder.stages.2.conv2.conv.weight"] = torch.zeros(256, 256, 5, 5)
+    save_file(state, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(BackboneWeightsError, match=r"encoder\.stages\.2\.conv2\.conv\.weight is \(256, 256, 5, 5\)"):
+        resnet10(str(tmp_path / "wide.safetensors"))
+    with pytest.raises(BackboneWeightsError, match="not ResNet-10 weights: keys .* missing"):
+        resnet10(lite0_weights_path())
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    with pytest.raises(BackboneWeightsError, match="cannot be read as safetensors"):
+        resnet10(str(tmp_path / "cut.safetensors"))

@@ -16,15 +16,26 @@ of its seven stages or after its 1x1 head convolution. At 128x128 input:
 An earlier cut is cheaper and keeps more spatial detail; the head sees more context. Which one
 a policy learns best from is for the cell benchmark to say, not for this module.
 
-Input: RGB images, (N, 3, H, W) uint8 in 0..255 or float in [0, 1]. They are normalised as the
-Lite models were trained (TensorFlow's EfficientNet-Lite: (x - 127) / 128 on 0..255 values).
+ResNet-10 as HIL-SERL and LeRobot use it (``helper2424/resnet10`` on the Hugging Face hub,
+converted from HIL-SERL's JAX weights; not on the package index, so a user who has its
+``model.safetensors`` points at the file): stages of 64/128/256/512 channels, one basic block
+each, GroupNorm with 4 groups, JAX "SAME" padding (the extra row and column at the bottom and
+right of a stride-2 window); a 4x4x512 map at 128x128. Its key names are those of that
+repository's PyTorch port; the names of its older revisions (norms without ``.group_norm``,
+convolutions without ``.conv``) are accepted too.
+
+Input: RGB images, (N, 3, H, W) uint8 in 0..255 or float in [0, 1], normalised as each network
+was trained: EfficientNet-Lite as TensorFlow's Lite models, (x - 127) / 128 on 0..255 values;
+ResNet-10 with ImageNet's mean and standard deviation.
 """
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
 # blocks per stage of EfficientNet-Lite0 and their output channels (the architecture's table)
@@ -32,6 +43,10 @@ LITE0_STAGE_BLOCKS = (1, 2, 2, 3, 3, 4, 1)
 LITE0_STAGE_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
 LITE0_HEAD_CHANNELS = 1280
 CUTS = tuple(f"stage{i}" for i in range(1, 8)) + ("head",)
+RESNET10 = "resnet10"
+RESNET10_CHANNELS = (64, 128, 256, 512)
+LITE_NORM = ((127 / 255,) * 3, (128 / 255,) * 3)  # mean, std of [0, 1] values
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class BackboneWeightsError(ValueError):
@@ -81,10 +96,13 @@ def lite0_weights_path() -> str:
 class Backbone(nn.Module):
     """A frozen feature extractor: images -> (N, channels, H', W') feature maps."""
 
-    def __init__(self, name: str, cut: str, layers: nn.Module, channels: int, stride: int, source: str):
+    def __init__(self, name: str, cut: str, layers: nn.Module, channels: int, stride: int, source: str,
+                 norm: tuple = LITE_NORM):
         super().__init__()
         self.name, self.cut, self.channels, self.stride, self.source = name, cut, channels, stride, source
         self.layers = layers
+        self.register_buffer("mean", torch.tensor(norm[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(norm[1]).view(1, 3, 1, 1), persistent=False)
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -97,8 +115,8 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() if images.dtype == torch.uint8 else images * 255.0
-        return self.layers((x - 127.0) / 128.0)
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        return self.layers((x - self.mean) / self.std)
 
 
 class _Lite0Trunk(nn.Module):
@@ -135,6 +153,106 @@ def efficientnet_lite0(cut: str = "head", weights: str | None = None, image_size
     # stem /2, then stages 2, 3, 4 and 6 halve the map again
     stride = 2 * 2 ** sum(1 for s in (2, 3, 4, 6) if s <= min(stage, 7))
     return Backbone(EFFICIENTNET_LITE0, cut, _Lite0Trunk(net, blocks, cut == "head"), channels, stride, source)
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """JAX/TensorFlow "SAME" padding of one side length: (before, after), the odd one after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _SameConv(nn.Module):
+    """A convolution without bias, padded as JAX pads "SAME" (the port's ``Conv2dJax``)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        (top, bottom), (left, right) = _same_pad(x.shape[-2], k, s), _same_pad(x.shape[-1], k, s)
+        return self.conv(F.pad(x, (left, right, top, bottom)))
+
+
+class _GroupNorm(nn.Module):
+    """GroupNorm(4) under the port's name (``MyGroupNorm``: the layer at ``.group_norm``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.group_norm = nn.GroupNorm(4, channels, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.group_norm(x)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1, self.norm1 = _SameConv(cin, cout, 3, stride), _GroupNorm(cout)
+        self.conv2, self.norm2 = _SameConv(cout, cout, 3, 1), _GroupNorm(cout)
+        self.shortcut = nn.Sequential(_SameConv(cin, cout, 1, stride), _GroupNorm(cout)) if stride != 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
+        return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class _Stages(nn.Module):
+    def __init__(self):
+        super().__init__()
+        widths = (RESNET10_CHANNELS[0],) + RESNET10_CHANNELS
+        self.stages = nn.ModuleList(_BasicBlock(widths[i], widths[i + 1], 1 if i == 0 else 2) for i in range(4))
+
+
+class ResNet10(nn.Module):
+    """HIL-SERL's ResNet-10 trunk, with the module names of its PyTorch port."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedder = nn.Sequential(nn.Conv2d(3, 64, 7, 2, padding=3, bias=False), _GroupNorm(64), nn.ReLU())
+        self.encoder = _Stages()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embedder(x)
+        (top, bottom), (left, right) = _same_pad(x.shape[-2], 3, 2), _same_pad(x.shape[-1], 3, 2)
+        x = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float("-inf")), 3, 2)
+        for stage in self.encoder.stages:
+            x = stage(x)
+        return x
+
+
+def _current_resnet10_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of the port's older revisions under today's names (norms gained ``.group_norm``,
+    stage convolutions ``.conv``), so a checkpoint saved by any of them loads."""
+    renamed = {}
+    for key, value in state.items():
+        key = re.sub(r"^(embedder\.1|.*\.norm[12]|.*\.shortcut\.1)\.(weight|bias)$", r"\1.group_norm.\2", key)
+        key = re.sub(r"^(.*\.conv[12]|.*\.shortcut\.0)\.weight$", r"\1.conv.weight", key)
+        renamed[key] = value
+    return renamed
+
+
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (no code in the format), or the reason it has none."""
+    if not os.path.isfile(path):
+        raise BackboneWeightsError(f"{path}: no such file")
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except Exception as err:  # noqa: BLE001 - truncated, or not safetensors at all
+        raise BackboneWeightsError(f"{path}: cannot be read as safetensors ({type(err).__name__}: {err})") from None
+
+
+def resnet10(weights: str) -> Backbone:
+    """HIL-SERL/LeRobot ResNet-10 from a local ``model.safetensors`` (or a torch checkpoint of
+    the same keys), frozen: a (N, 512, H/32, W/32) map."""
+    state = read_safetensors(weights) if weights.endswith(".safetensors") else read_weights(weights)
+    net = ResNet10()
+    state = _current_resnet10_names({k.removeprefix("model."): v for k, v in state.items()})
+    check_fits(net, state, "ResNet-10", weights)
+    net.load_state_dict(state)
+    return Backbone(RESNET10, "stage4", net, RESNET10_CHANNELS[-1], 32, weights, norm=IMAGENET_NORM)
 
 
 def main(argv=None) -> int:
