@@ -305,7 +305,7 @@ def test_one_dropped_reply_is_retried(emu, arm):
     assert arm.stats.retries[1] == 1 and arm.stats.errors[1] == 0
 
 
-def test_a_reply_that_comes_late_is_never_taken_for_a_later_reads(emu):
+def test_a_reply_that_comes_late_is_never_taken_for_a_later_read(emu):
     """A sync read that gave up (the servos, or the host, slower than the packet timeout) gets
     its reply afterwards. Taken for the next read's, every read from then on would return the
     state of the read before under a fresh stamp (the protocol has no sequence numbers): the
