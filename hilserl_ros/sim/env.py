@@ -31,6 +31,7 @@ import yaml
 from hilserl_ros.human import make_operator
 from hilserl_ros.kinematics import ARM_JOINTS, EndEffectorTarget, GripperTarget, SO101Kinematics, WorkspaceBox
 from hilserl_ros.observation import ACTION_DIM, ObservationSpec, load_observation
+from hilserl_ros.sim.cells import sample_cell
 from hilserl_ros.sim.world import DEFAULT_BOX, TASKS, SO101World
 
 
@@ -68,6 +69,7 @@ class EnvConfig:
     tcp_offset: tuple = (0.0, 0.0, 0.0)  # m (ee_ik)
     max_step: float = 0.25  # rad per command (so101_driver)
     human: dict = field(default_factory=dict)  # scripted_human parameters (hilserl_ros.human.make_operator)
+    cell: int | None = None  # seed of the visual cell (hilserl_ros.sim.cells); None: the shipped cell
 
     @classmethod
     def from_graph(cls, task: str = "reach", share: str | None = None) -> "EnvConfig":
@@ -102,7 +104,8 @@ class SO101Env(gym.Env):
         self.observation_spec = observation
         self.render_mode = render_mode
         box = (tuple(self.config.box_min), tuple(self.config.box_max))
-        self.world = SO101World(self.config.task, seed=seed, box=box)
+        cell = None if self.config.cell is None else sample_cell(self.config.cell)
+        self.world = SO101World(self.config.task, seed=seed, box=box, cell=cell)
         self.kin = SO101Kinematics(tcp_offset=self.config.tcp_offset)
         self.box = WorkspaceBox(*box)
         self.lower, self.upper = self.kin.lower, self.kin.upper

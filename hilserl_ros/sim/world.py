@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (software on CPU
 import mujoco  # noqa: E402
 
 from hilserl_ros.hardware.bus import JOINT_NAMES  # noqa: E402
+
+if TYPE_CHECKING:
+    from hilserl_ros.sim.cells import VisualCell
 
 TASKS = ("reach", "pick_cube")
 # Reachable, collision-free box in front of the arm (base_link frame, metres).
@@ -64,7 +68,10 @@ class SO101World:
     """Physics, tasks and rendering. Thread-safe: one lock guards the MuJoCo data."""
 
     def __init__(self, task: str = "reach", seed: int = 0, box=DEFAULT_BOX, success_radius: float = 0.02,
-                 lift_height: float = 0.05, render_size: int = 128, camera: str = "front"):
+                 lift_height: float = 0.05, render_size: int = 128, camera: str = "front",
+                 cell: "VisualCell | None" = None):
+        """``cell``: a visual variation (hilserl_ros.sim.cells); None, the shipped cell."""
+        from hilserl_ros.sim.cells import FrameEffects, apply_to_spec
         from hilserl_ros.sim.render import prepare_spec
 
         if task not in TASKS:
@@ -87,6 +94,9 @@ class SO101World:
         mujoco.mju_quat2Mat(rot, np.asarray(gripper_site.quat, float))
         gripper_site.parent.add_site(name="grasp_point", pos=np.asarray(gripper_site.pos) + rot.reshape(3, 3) @ offset_site,
                                      size=[0.004, 0, 0], rgba=[1, 0.2, 0.2, 0.6], group=4)
+        apply_to_spec(cell, spec)  # only what is drawn; None: nothing
+        self.cell = cell
+        self._effects = FrameEffects(cell, seed)  # the cell's camera sensor, its own noise generator
         self.model = spec.compile()
         pads = [self.model.geom(n).id for n in JAW_PADS]
         self.model.geom_contype[pads] = 1  # compiled inert (bit 2); on for grasping
@@ -237,7 +247,8 @@ class SO101World:
         if self._renderer is None:
             from hilserl_ros.sim.render import CameraRenderer
             self._renderer = CameraRenderer(self.model, self._render_size)
-        return self._renderer.render(self.data, camera or self._camera, self.lock)
+        frame = self._renderer.render(self.data, camera or self._camera, self.lock)
+        return frame if self.cell is None else self._effects(frame)
 
     def show(self, joints, goal, block=None) -> None:
         """Pose the model for rendering only (another process runs the physics): joints (rad),
