@@ -6,8 +6,10 @@
   /joint_states sample arrived here (its stamp is simulated time in simulation): the joint
   state -> IK pose -> actor -> command path, DDS hops included; p50 and p99;
 - weight broadcast latency: PolicyWeights stamp (learner) to arrival, for the policy of
-  the running graph (state or pixels), and for an image policy (one 128x128 camera, trained
-  encoder) sent the same way;
+  the running graph (state or pixels), and for the default image policy (two 128x128 cameras;
+  the frozen backbone is not sent, only the heads and networks training changes) sent the
+  same way; with cameras, the actor's own median time per policy.act (both cameras encoded
+  on its CPU) and the bytes of each weights push it receives;
 - transitions per second actor -> learner, which is also the simulated environment steps per
   second through the full graph (one transition per step), at time_scale 1 and 3;
 - with cameras (``observation:=pixels`` on pick_cube: front and wrist at 128x128, rendered by
@@ -73,11 +75,14 @@ def run_graph(seconds: float, time_scale: float, task: str = "reach", observatio
     camera_topics = {"front": topics.CAMERA_IMAGE, "wrist": topics.WRIST_CAMERA_IMAGE} if observation != "state" else {}
     frames = {name: [] for name in camera_topics}
     render = {}  # camera -> latest /sim_camera diagnostic values
+    acting = {}  # the actor's latest policy diagnostic values
 
     def on_diagnostics(msg):
         for status in msg.status:
             if status.name.startswith("sim_camera: "):
                 render[status.name.split(": ", 1)[1]] = {v.key: v.value for v in status.values}
+            elif status.name == "actor: policy":
+                acting.update({v.key: v.value for v in status.values})
 
     def on_joints(msg):
         latest_joint[0] = time.time()  # arrival: in simulation the stamps are simulated time
@@ -127,6 +132,11 @@ def run_graph(seconds: float, time_scale: float, task: str = "reach", observatio
                       else None} for name in camera_topics}
     return {"task": task, "observation": observation, "time_scale": time_scale, "env_steps_per_s": steps,
             "transitions_per_s": steps, "effective_time_scale": steps / CONTROL_RATE, "cameras": cameras,
+            # the actor's own timing of policy.act (cameras encoded + heads + actor network), median
+            # of its last 500 steps; and the bytes of the last weights push it received
+            "actor_act_ms": {"median": float(acting["act_ms_median"]), "p95": float(acting["act_ms_p95"]),
+                             "steps": int(acting["steps_timed"])} if acting.get("act_ms_median") else None,
+            "weights_push_bytes": int(acting["weights_bytes"]) if acting.get("weights_bytes") else None,
             "obs_to_command_ms": {"p50": float(np.median(ages)), "p99": float(np.percentile(ages, 99)),
                                   "n": int(ages.size)} if ages.size else None,
             "weights_latency_ms": {"p50": float(np.median(lat)), "max": float(lat.max()),
@@ -134,7 +144,8 @@ def run_graph(seconds: float, time_scale: float, task: str = "reach", observatio
 
 
 def image_weights_latency(repeats: int = 10) -> dict:
-    """An image policy's weights (one 128x128 camera) sent over DDS as the learner sends them."""
+    """An image policy's weights (two 128x128 cameras, the default encoder) sent over DDS as the
+    learner sends them."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import MultiThreadedExecutor
@@ -144,7 +155,11 @@ def image_weights_latency(repeats: int = 10) -> dict:
     from hilserl_ros.msg import PolicyWeights
     from hilserl_ros.ros import qos
 
-    data, meta = Policy(SACConfig(obs_dim=15, action_dim=4, image_keys=("front",))).to_bytes(1)
+    from hilserl_ros.learning.config import DEFAULT_ENCODER
+
+    # the default image policy: a frozen backbone (not sent) and the heads, actor, grasp critic
+    data, meta = Policy(SACConfig(obs_dim=9, action_dim=4, image_keys=("front", "wrist"),
+                                  backbone=DEFAULT_ENCODER, freeze_encoder=True)).to_bytes(1)
     context = Context()
     rclpy.init(context=context)
     sender = rclpy.create_node("bench_weights_tx", context=context)
@@ -204,6 +219,10 @@ def main() -> int:
               f"transitions/s through the graph (effective time scale {g['effective_time_scale']:.2f}); "
               f"obs->command p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms; weights p50 {w['p50']:.1f} ms",
               flush=True)
+        if g["actor_act_ms"]:
+            print(f"[bench]   actor: policy.act {g['actor_act_ms']['median']:.1f} ms median, p95 "
+                  f"{g['actor_act_ms']['p95']:.1f} ms ({g['actor_act_ms']['steps']} steps, cameras encoded on its "
+                  f"CPU); weights push {g['weights_push_bytes'] or 0:,} bytes", flush=True)
         for name, c in g["cameras"].items():
             possible = c["frames_per_s_possible"]
             print(f"[bench]   camera {name}: {c['frames_per_s_received']:.1f} frames/s on its topic; render "

@@ -13,7 +13,9 @@ NatureCNN), shared by actor and critic, trained. (c) the same camera with the en
 here each frame's features are cached on arrival, SB3 runs the frozen encoder on every batch
 (it has no cache): not equal work, but what each does with a frozen encoder. (d) the learner's
 own pixel configuration (two cameras, UTD 2) as an absolute rate, and the encoder time caching
-moves to a frame's arrival.
+moves to a frame's arrival. (e) the default encoder: a frozen pretrained backbone, its maps
+cached per frame, a spatial head trained by the critic; SB3 trains the same head on the same
+maps given as its observations (equal work), and the learner's pick_cube configuration with it.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def ours(config: SACConfig, transitions: int, images: bool = False):
     torch.manual_seed(0)
     agent = SACAgent(config)
     shapes = {k: (IMG, IMG, 3) for k in config.image_keys} if images else {}
-    cached = dict(featurize=agent.encoder.camera_features, feature_dim=config.latent_dim) \
+    cached = dict(featurize=agent.encoder.camera_features, feature_dim=agent.encoder.cache_dim,
+                  feature_dtype=agent.encoder.cache_dtype, keep_frames=not config.backbone) \
         if images and config.freeze_encoder else {}
     buf = ReplayBuffer(transitions, config.obs_dim, config.action_dim, shapes, seed=0, **cached)
     rng = np.random.default_rng(0)
@@ -74,6 +77,59 @@ def ours(config: SACConfig, transitions: int, images: bool = False):
 
 
 # ----------------------------------------------------------------------------- SB3
+def null_env(space) -> gym.Env:
+    """An env of this observation space and the SO-101's action space, for SB3 to be built on
+    (its replay buffer is filled directly; the env is never stepped in the measurement)."""
+    class Null(gym.Env):
+        observation_space = space
+        action_space = gym.spaces.Box(-1, 1, (ACT,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    return Null()
+
+
+def sb3_maps(transitions: int, map_shape: tuple[int, int, int]):
+    """SB3's SAC training the same spatial head on stored backbone maps: its observations are
+    the maps (what our buffer caches per frame), its features extractor the head. Equal work."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    from hilserl_ros.learning.networks import SpatialHead
+
+    class HeadPlusState(BaseFeaturesExtractor):
+        def __init__(self, space):
+            super().__init__(space, features_dim=256 + OBS)
+            self.head = SpatialHead(map_shape[0], map_shape[1], 256)
+
+        def forward(self, obs):
+            return torch.cat([obs["state"], self.head(obs["front"])], dim=-1)
+
+    space = gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32),
+                             "front": gym.spaces.Box(-np.inf, np.inf, map_shape, np.float32)})
+
+    model = SAC("MultiInputPolicy", null_env(space), batch_size=BATCH, buffer_size=transitions, learning_starts=0,
+                policy_kwargs=dict(net_arch=list(HIDDEN), n_critics=2, features_extractor_class=HeadPlusState,
+                                   share_features_extractor=True), device="cpu", seed=0, gradient_steps=1)
+    model.set_logger(configure(folder=None, format_strings=[]))
+    rng = np.random.default_rng(0)
+    for _ in range(transitions):
+        maps = rng.normal(size=(1, *map_shape)).astype(np.float32)
+        o = {"state": rng.normal(size=(1, OBS)).astype(np.float32), "front": maps}
+        o2 = {"state": rng.normal(size=(1, OBS)).astype(np.float32), "front": maps}
+        model.replay_buffer.add(o, o2, rng.uniform(-1, 1, (1, ACT)).astype(np.float32),
+                                np.array([rng.normal()], np.float32), np.array([False]), [{}])
+
+    def run(steps):
+        model.train(gradient_steps=steps, batch_size=BATCH)
+    return run
+
+
 def sb3(transitions: int, images: bool = False, frozen: bool = False):
     from stable_baselines3 import SAC
     from stable_baselines3.common.logger import configure
@@ -97,21 +153,11 @@ def sb3(transitions: int, images: bool = False, frozen: bool = False):
     else:
         space = box
 
-    class Null(gym.Env):
-        observation_space = space
-        action_space = gym.spaces.Box(-1, 1, (ACT,), np.float32)
-
-        def reset(self, seed=None, options=None):
-            return self.observation_space.sample(), {}
-
-        def step(self, action):
-            return self.observation_space.sample(), 0.0, False, False, {}
-
     kwargs = dict(net_arch=list(HIDDEN), n_critics=2)
     if images:
         kwargs.update(features_extractor_class=ConvPlusState, share_features_extractor=True)
-    model = SAC("MultiInputPolicy" if images else "MlpPolicy", Null(), batch_size=BATCH, buffer_size=transitions,
-                learning_starts=0, policy_kwargs=kwargs, device="cpu", seed=0, gradient_steps=1)
+    model = SAC("MultiInputPolicy" if images else "MlpPolicy", null_env(space), batch_size=BATCH,
+                buffer_size=transitions, learning_starts=0, policy_kwargs=kwargs, device="cpu", seed=0, gradient_steps=1)
     model.set_logger(configure(folder=None, format_strings=[]))
     rng = np.random.default_rng(0)
     for _ in range(transitions):
@@ -192,12 +238,43 @@ def main(argv=None) -> int:
           f"cached features): {pick['median']:.1f} updates/s (min {pick['min']:.1f}, max {pick['max']:.1f}); "
           f"encoding a step's two frames on arrival: {1e3 / arrival['median']:.1f} ms")
 
+    # the default encoder (config/learner.yaml): a frozen pretrained backbone whose maps are
+    # cached per frame (float16), a spatial head per camera trained by the critic; SB3 trains the
+    # same head on the same maps stored as its observations (equal work, one camera, UTD 1)
+    from hilserl_ros.learning.config import DEFAULT_ENCODER
+
+    head_cfg = SACConfig(obs_dim=OBS, action_dim=ACT, hidden_dims=HIDDEN, layer_norm=False, utd_ratio=1,
+                         batch_size=BATCH, image_keys=("front",), image_size=IMG, freeze_encoder=True,
+                         backbone=DEFAULT_ENCODER)
+    map_shape = SACAgent(head_cfg).encoder.map_shape
+    print(f"[bench] image, {DEFAULT_ENCODER} maps {map_shape} cached per frame, spatial head trained: ours against "
+          f"SB3 training the same head on the same maps as observations, batch {BATCH}, UTD 1")
+    heads = interleaved({"hilserl_ros": lambda f=ours(head_cfg, 600, images=True): f(frozen_steps),
+                         "sb3": lambda f=sb3_maps(600, map_shape): f(frozen_steps)},
+                        {"hilserl_ros": frozen_steps, "sb3": frozen_steps}, frozen_repeats)
+    for name, r in heads.items():
+        print(f"[bench] image head on maps {name:10s} {r['median']:7.2f} updates/s (min {r['min']:.2f}, "
+              f"max {r['max']:.2f})")
+    default_pick = SACConfig(obs_dim=9, action_dim=ACT, hidden_dims=HIDDEN, utd_ratio=2, batch_size=BATCH,
+                             image_keys=("front", "wrist"), image_size=IMG, freeze_encoder=True, backbone=DEFAULT_ENCODER)
+    default_rate = interleaved({"hilserl_ros": lambda f=ours(default_pick, 600, images=True): f(frozen_steps)},
+                               {"hilserl_ros": frozen_steps}, frozen_repeats)["hilserl_ros"]
+    default_encoder = SACAgent(default_pick).encoder
+    default_arrival = interleaved({"encode": lambda: [default_encoder.camera_features(frame) for _ in range(20)]},
+                                  {"encode": 20}, frozen_repeats)["encode"]
+    print(f"[bench] learner's default pixel configuration (pick_cube, {DEFAULT_ENCODER}, heads on cached maps, "
+          f"UTD 2): {default_rate['median']:.1f} updates/s; the backbone on a step's two frames on arrival: "
+          f"{1e3 / default_arrival['median']:.1f} ms")
+
     two = {"front": (IMG, IMG, 3), "wrist": (IMG, IMG, 3)}
     with_frames = ReplayBuffer.bytes_needed(200_000, 9, ACT, two)
     with_features = ReplayBuffer.bytes_needed(200_000, 9, ACT, two, feature_dim=256, keep_frames=False)
+    with_maps = ReplayBuffer.bytes_needed(200_000, 9, ACT, two, feature_dim=default_encoder.cache_dim,
+                                          feature_dtype=default_encoder.cache_dtype, keep_frames=False)
     print(f"[bench] replay memory, 200k transitions of two {IMG}x{IMG} cameras (each frame once, 1.25 frame slots "
           f"per transition): {with_frames / 1e9:.1f} GB as uint8 frames (an encoder being trained), "
-          f"{with_features / 1e9:.2f} GB as frozen-encoder features (what /learner keeps for pixels)")
+          f"{with_features / 1e9:.2f} GB as so101 encoder features, {with_maps / 1e9:.2f} GB as {DEFAULT_ENCODER} "
+          f"maps (float16; what /learner keeps for pixels by default)")
     ratio = state["hilserl_ros"]["median"] / state["sb3"]["median"]
     image_ratio = image["hilserl_ros"]["median"] / image["sb3"]["median"]
     path = write("learner", {
@@ -221,13 +298,24 @@ def main(argv=None) -> int:
                                        "ConvEncoder with features cached per frame, 2 LayerNorm critics 256x256, "
                                        "batch 256, UTD 2", "hilserl_ros": pick,
                                        "encode_ms_per_step_on_arrival": 1e3 / arrival["median"]},
-        "replay_gb_200k_two_cameras": {"uint8_frames": with_frames / 1e9, "frozen_encoder_features": with_features / 1e9},
+        "image_backbone_head": {"config": f"one 128x128 camera + state 20, {DEFAULT_ENCODER} maps {list(map_shape)} "
+                                "cached (float16), spatial head trained, batch 256, UTD 1; SB3 trains the same head "
+                                "on the same maps stored as observations (float32)",
+                                "hilserl_ros": heads["hilserl_ros"], "sb3": heads["sb3"],
+                                "ratio": heads["hilserl_ros"]["median"] / heads["sb3"]["median"]},
+        "image_learner_default_pixel_config": {"config": f"pick_cube pixels, {DEFAULT_ENCODER}, heads on cached "
+                                               "maps, 2 LayerNorm critics, UTD 2", "hilserl_ros": default_rate,
+                                               "encode_ms_per_step_on_arrival": 1e3 / default_arrival["median"]},
+        "replay_gb_200k_two_cameras": {"uint8_frames": with_frames / 1e9, "frozen_encoder_features": with_features / 1e9,
+                                       "backbone_maps_float16": with_maps / 1e9},
         "quick": opts.quick,
     })
     print(f"[bench] wrote {path}")
     print(f"[bench] image: hilserl_ros / SB3 = {image_ratio:.2f}x (trained encoder, equal work)")
     print(f"[bench] image, frozen encoder: hilserl_ros / SB3 = "
           f"{frozen['hilserl_ros']['median'] / frozen['sb3']['median']:.1f}x (cached features against recomputed)")
+    print(f"[bench] image, backbone maps cached, head trained: hilserl_ros / SB3 = "
+          f"{heads['hilserl_ros']['median'] / heads['sb3']['median']:.2f}x (equal work)")
     print(f"[bench] state, equal work: hilserl_ros / SB3 = {ratio:.2f}x updates per second (target >= 1.5x)")
     return 0
 

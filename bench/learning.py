@@ -12,6 +12,8 @@ writes bench/results/learning.json with every run as it came out (no best-of).
   (``make train ARGS="--demos 20 task:=pick_cube"``; the minutes count from the training
   launch, the recording's own minutes are in ``demo_minutes``), every graph run within 30 min.
   ``--pick-graph-without-demos`` adds graph runs without them.
+- ``--observation pixels --cells N``: from the cameras on cells the encoder never saw, per
+  encoder (bench/learning_cells.py; bench/results/learning_cells.json).
 
 ``reached``: the policy alone (no intervention) succeeded in ``target`` of the last 20
 episodes; ``minutes``: wall clock from the start of the run to that point (graph: from the
@@ -116,6 +118,10 @@ def measure_reward_classifier(seeds, episodes: int, save_dir: str | None = None,
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--cells" or a.startswith("--cells=") for a in argv):  # unseen visual cells: bench/learning_cells.py
+        import learning_cells
+        return learning_cells.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=tuple(TARGETS), default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -1,8 +1,9 @@
 """/learner with camera observations: it reads the same description as the actor, refuses
 transitions built with another, stores each frame once, acknowledges only what it holds, and
-brings its image buffers back from a checkpoint with the frozen encoder's features."""
+brings its image buffers back from a checkpoint with the frozen backbone's feature maps."""
 import numpy as np
 import pytest
+import torch
 from rclpy.parameter import Parameter
 
 from hilserl_ros import topics
@@ -65,9 +66,12 @@ def test_pixel_transitions_are_paired_refused_when_foreign_and_acknowledged_when
         wait_for(lambda: len(learner.rl) == 7, 30, "the episode complete")
         assert learner._held(link, learner.links[link]) == 7 and learner.rl.frames.added == 9
         batch = learner.rl.sample(64)
-        assert batch.features["front"].shape == (64, learner.config.latent_dim)  # frozen encoder, cached
+        # the frozen backbone's map of each frame, cached (float16) ...
+        assert batch.features["front"].shape == (64, learner.agent.encoder.cache_dim)
+        assert batch.features["front"].dtype == torch.float16
         assert not learner.rl.frames.keeps_frames  # ... and kept instead of the frames
-        assert learner.rl.nbytes + learner.demo.nbytes < 3e6  # 1000 + 200 transitions: kilobytes per frame
+        frames_held = learner.rl.frames.capacity + learner.demo.frames.capacity
+        assert learner.rl.nbytes + learner.demo.nbytes < frames_held * 12_000  # 10 KiB per frame, not 48
         path = learner.save_checkpoint()
     finally:
         stop(learner)  # the harness destroys it

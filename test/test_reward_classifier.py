@@ -48,7 +48,8 @@ def test_it_finds_success_on_held_out_episodes(sim_frames, trained, tmp_path):
     assert again.info["source"] == "test" and again.cameras == ("front", "wrist")
     # the training features travel with the file (float16): what a veto retrains on
     x, y, w = again.training_set
-    assert x.shape == model.training_set[0].shape and np.allclose(x.numpy(), model.training_set[0].numpy(), atol=1e-2)
+    assert x.shape == model.training_set[0].shape and np.allclose(x.numpy(), model.training_set[0].numpy(),
+                                                                 rtol=1e-3, atol=1e-2)
     assert y.tolist() == model.training_set[1].tolist() and float(w.min()) == 1.0
     one = again.probability({k: v[0] for k, v in frames.items()})
     assert one.shape == (1,) and 0.0 <= one[0] <= 1.0
@@ -228,3 +229,103 @@ def test_the_timeline_counts_false_successes_and_vetoes_per_window():
     assert windows[0]["false_share"] == 0.0 and windows[1]["false_share"] == pytest.approx(1 / 3)
     assert [w["vetoes"] for w in windows] == [1, 2]  # 165 is past the last episode's end
     assert [w["policy_success"] for w in windows] == [pytest.approx(3 / 6), pytest.approx(2 / 7)]
+
+
+# --------------------------------------------------------------------------- the policy's backbone
+def test_the_descriptor_keeps_coarse_layout_in_five_values_per_channel():
+    import torch
+
+    maps = torch.zeros(2, 80, 8, 8)
+    maps[0, 3, :4, :4] = 1.0  # a feature in the top-left quadrant only
+    maps[1, 3, 6, 6] = 8.0  # ... and one small bright spot at the bottom right
+    d = rc.map_descriptor(maps)
+    assert d.shape == (2, 80 * rc.DESCRIPTOR_PER_CHANNEL)
+    quadrants, peak = d[:, :320].view(2, 80, 2, 2), d[:, 320:]
+    assert quadrants[0, 3].tolist() == [[1.0, 0.0], [0.0, 0.0]] and quadrants[1, 3].tolist() == [[0.0, 0.0], [0.0, 0.5]]
+    assert peak[0, 3] == 1.0 and peak[1, 3] == 8.0
+    others = [i for i in range(400) if i not in (12, 13, 14, 15, 323)]  # all but channel 3's five values
+    assert float(d[:, others].abs().max()) == 0
+
+
+@pytest.fixture(scope="module")
+def few_frames(sim_frames):
+    return sim_frames.subset(sim_frames.episodes < 4)  # ~150 frame sets: a few seconds through the backbone
+
+
+def test_a_backbone_classifier_file_holds_the_head_and_its_features_not_the_backbone(few_frames, tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    from hilserl_ros.learning.config import DEFAULT_ENCODER
+
+    assert few_frames.labels.any() and not few_frames.labels.all()
+    model, _ = rc.train(few_frames, held_out=0.0, epochs=20)  # the default encoder: the policy's backbone
+    assert model.backbone == DEFAULT_ENCODER and len(model.encoders) == 0
+    per_camera = rc.shared_backbone(DEFAULT_ENCODER, 128).channels * rc.DESCRIPTOR_PER_CHANNEL  # C * 5
+    assert model.head[0].in_features == 2 * per_camera  # e.g. stage4: 80 channels, stage7: 320
+    assert model.training_set[0].shape == (len(few_frames), 2 * per_camera)
+    path = model.save(str(tmp_path / "backbone.safetensors"))
+    with safe_open(path, "pt") as fh:
+        names = set(fh.keys())
+        meta = json.loads(fh.metadata()["hilserl_reward_classifier"])
+    assert names == {"head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias", "head.3.weight", "head.3.bias",
+                     "training.features", "training.labels", "training.weights"}
+    assert meta["backbone"] == DEFAULT_ENCODER and meta["latent_dim"] == per_camera
+    again = rc.RewardClassifier.load(path)
+    assert again.backbone == DEFAULT_ENCODER and "backbone" not in again.info
+    assert np.array_equal(again.probability(few_frames.frames), model.probability(few_frames.frames))
+    # the float16 copy of the training features is close enough to retrain on
+    assert np.allclose(again.training_set[0].numpy(), model.training_set[0].numpy(), rtol=1e-3, atol=1e-2)
+    learner = rc.VetoLearner(again, frames_per_veto=1)
+    learner.remember(0.0, again.training_set[0][0])
+    assert learner.veto(0.0)["added"] == 1
+
+
+def test_a_file_of_the_so101_encoders_still_carries_them(few_frames, tmp_path):
+    model, _ = rc.train(few_frames, held_out=0.0, epochs=5, encoder="so101")
+    assert model.backbone == "" and set(model.encoders) == {"front", "wrist"} and model.head[0].in_features == 512
+    again = rc.RewardClassifier.load(model.save(str(tmp_path / "so101.safetensors")))
+    assert again.backbone == "" and "encoders.front.spatial" in again.state_dict()
+    frames = {k: v[:8] for k, v in few_frames.frames.items()}
+    assert np.array_equal(again.probability(frames), model.probability(frames))
+
+
+def test_the_head_starts_the_same_whether_or_not_the_backbone_was_built_already(monkeypatch):
+    import torch
+
+    from hilserl_ros.learning import networks
+
+    torch.manual_seed(0)
+    built = rc.from_backbone(("front", "wrist"))
+    monkeypatch.setattr(networks, "_BACKBONES", {})  # as in a fresh process
+    torch.manual_seed(0)
+    fresh = rc.from_backbone(("front", "wrist"))
+    assert all(torch.equal(a, b) for a, b in zip(built.head.state_dict().values(), fresh.head.state_dict().values()))
+
+
+def test_an_encoder_the_classifier_cannot_use_is_refused_with_the_reason(few_frames, capsys, tmp_path):
+    import json
+
+    import safetensors.torch
+    import torch
+
+    for encoder, reason in (("scratch", "no encoder for the reward classifier"), ("efficientnet-lite0:stage9",
+                            "cut 'stage9' is not one of"), ("vgg16", "unknown backbone 'vgg16'"),
+                            ("resnet10:/nowhere/model.safetensors", "no such file")):
+        assert reason in rc.classifier_encoder_error(encoder)
+        with pytest.raises(ValueError, match="encoder .*" + reason.split("'")[0]):
+            rc.train(few_frames, held_out=0.0, epochs=1, encoder=encoder)
+        with pytest.raises(SystemExit):
+            rc.main(["--sim-episodes", "1", "--encoder", encoder])
+        assert reason in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a backbone"):
+        rc.from_backbone(("front",), "so101")
+    # a file naming a backbone this machine cannot build is refused, not half loaded
+    path = str(tmp_path / "elsewhere.safetensors")
+    meta = {"cameras": ["front"], "image_size": 128, "latent_dim": 2560, "hidden": 128,
+            "backbone": "resnet10:/nowhere/model.safetensors"}
+    safetensors.torch.save_file({"head.0.weight": torch.zeros(128, 2560)}, path,
+                                metadata={"hilserl_reward_classifier": json.dumps(meta)})
+    with pytest.raises(ValueError, match="cannot be built here: resnet10 weights"):
+        rc.RewardClassifier.load(path)

@@ -44,6 +44,14 @@ class Batch:
     def __len__(self) -> int:
         return self.obs.shape[0]
 
+    def to(self, device) -> "Batch":
+        """This batch on ``device`` (a learner training on a GPU)."""
+        def move(tensors):
+            return None if tensors is None else {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
+        return Batch(self.obs.to(device), self.action.to(device), self.reward.to(device), self.next_obs.to(device),
+                     self.terminated.to(device), self.is_intervention.to(device), move(self.images),
+                     move(self.next_images), move(self.features), move(self.next_features))
+
     @staticmethod
     def concat(parts: list["Batch"]) -> "Batch":
         if len(parts) == 1:
@@ -70,7 +78,7 @@ class FrameStore:
     arrived. Not locked itself: its :class:`ReplayBuffer` holds the lock."""
 
     def __init__(self, capacity: int, image_shapes: dict[str, tuple[int, int, int]],
-                 featurize=None, feature_dim: int = 0, keep_frames: bool = True):
+                 featurize=None, feature_dim: int = 0, keep_frames: bool = True, feature_dtype=np.float32):
         if not keep_frames and featurize is None:
             raise ValueError("a frame store that keeps no frames needs featurize (it keeps their features)")
         self.capacity = capacity
@@ -78,7 +86,7 @@ class FrameStore:
         self.frames = ({k: np.zeros((capacity, *shape), np.uint8) for k, shape in self.shapes.items()}
                        if keep_frames else {})
         self.featurize = featurize  # images dict -> {camera: float32 [feature_dim]}
-        self.features = ({k: np.zeros((capacity, feature_dim), np.float32) for k in self.shapes}
+        self.features = ({k: np.zeros((capacity, feature_dim), feature_dtype) for k in self.shapes}
                          if featurize is not None else None)
         self.added = 0
 
@@ -120,11 +128,11 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, action_dim: int,
                  image_shapes: dict[str, tuple[int, int, int]] | None = None, seed: int | None = None,
                  frame_capacity: int | None = None, featurize=None, feature_dim: int = 0,
-                 keep_frames: bool = True):
+                 keep_frames: bool = True, feature_dtype=np.float32):
         """``frame_capacity``: frames held (default 1.25 x capacity: episodes of 4 steps or more
         never lose a transition to a frame overwritten early). ``featurize``/``feature_dim``:
-        cache frozen-encoder features per frame; ``keep_frames=False``: keep only those (see the
-        module docstring)."""
+        cache frozen-encoder features per frame (``feature_dtype``: float16 for a backbone's
+        maps); ``keep_frames=False``: keep only those (see the module docstring)."""
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity, self.obs_dim, self.action_dim = capacity, obs_dim, action_dim
@@ -136,7 +144,7 @@ class ReplayBuffer:
         self.terminated = np.zeros(capacity, np.float32)
         self.is_intervention = np.zeros(capacity, np.bool_)
         self.frames = (FrameStore(frame_capacity or capacity + capacity // 4 + 1, self.image_shapes, featurize,
-                                  feature_dim, keep_frames) if self.image_shapes else None)
+                                  feature_dim, keep_frames, feature_dtype) if self.image_shapes else None)
         self.frame = np.zeros(capacity, np.int64)  # frame number of s_t
         self.next_frame = np.zeros(capacity, np.int64)  # frame number of s_{t+1}
         self._next = 0
@@ -157,11 +165,12 @@ class ReplayBuffer:
 
     @staticmethod
     def bytes_needed(capacity: int, obs_dim: int, action_dim: int, image_shapes: dict | None = None,
-                     frame_capacity: int | None = None, feature_dim: int = 0, keep_frames: bool = True) -> int:
+                     frame_capacity: int | None = None, feature_dim: int = 0, keep_frames: bool = True,
+                     feature_dtype=np.float32) -> int:
         """What a buffer of these sizes allocates (for sizing one to a memory bound)."""
         per_transition = 4 * (2 * obs_dim + action_dim + 2) + 1 + (16 if image_shapes else 0)
         frames = (frame_capacity or capacity + capacity // 4 + 1) if image_shapes else 0
-        per_frame = len(image_shapes or {}) * 4 * feature_dim
+        per_frame = len(image_shapes or {}) * np.dtype(feature_dtype).itemsize * feature_dim
         if keep_frames:
             per_frame += sum(int(np.prod(s)) for s in (image_shapes or {}).values())
         return capacity * per_transition + frames * per_frame

@@ -53,7 +53,13 @@ class SACConfig:
     latent_dim: int = 256  # width of the image features per camera
     state_latent_dim: int = 0  # >0: encode the state with Linear+LayerNorm+Tanh to this width (LeRobot); 0: raw
     image_pad: int = 4  # random-shift augmentation padding (pixels); 0 disables
-    pretrained_encoder: str | None = None  # local safetensors file with conv encoder weights
+    pretrained_encoder: str | None = None  # local safetensors file with conv encoder weights (no backbone)
+    # pretrained backbone + a spatial head per camera (hilserl_ros.vision.backbones.from_spec):
+    # "efficientnet-lite0:<cut>" or "resnet10:<path>"; "" = one ConvEncoder per camera
+    backbone: str = ""
+    spatial_features: int = 8  # learned spatial kernels per channel of the backbone's map (HIL-SERL: 8)
+    head_dropout: float = 0.1  # dropout of the spatial embedding before its projection (HIL-SERL: 0.1)
+    spatial_keypoints: int = 0  # >0: that many spatial-softmax keypoints beside the embeddings
     freeze_encoder: bool = False
     seed: int = 0
 
@@ -77,6 +83,9 @@ class SACConfig:
         validate("target_entropy", self.target_entropy)
         validate("utd_ratio", self.utd_ratio)
         validate("batch_size", self.batch_size)
+        check_positive_int("spatial_features", self.spatial_features)
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
 
     @property
     def continuous_dim(self) -> int:
@@ -126,3 +135,60 @@ def validate(knob: str, value, name: str | None = None) -> float:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
     return value
+
+
+ENCODERS_HELP = "efficientnet-lite0:<cut> | resnet10:<path> | so101 | scratch"
+# the camera encoder of config/learner.yaml and of the reward classifier: chosen by
+# make bench-learning ARGS="--observation pixels --cells 3" (bench/results/learning_cells.json)
+DEFAULT_ENCODER = "efficientnet-lite0:stage7"
+
+
+def camera_encoder_config(spec, encoder: str, pretrained_encoder: str = "", freeze_encoder: bool = True) -> dict:
+    """SACConfig fields of an observation with cameras, for the learner's ``encoder`` parameter:
+    - a backbone (``efficientnet-lite0:<cut>``, ``resnet10:<path>``): pretrained ImageNet
+      features, a spatial head per camera trained by the critic; frozen (maps cached) unless
+      ``freeze_encoder`` is false (end-to-end fine-tuning, for a GPU);
+    - ``so101``: the ConvEncoder trained on the simulated cell's labels (``pretrained_encoder``:
+      another file of its kind), frozen, its features cached;
+    - ``scratch``: a ConvEncoder trained by the critic from random weights (frames kept)."""
+    if not spec.cameras:
+        return {}
+    base = {"image_keys": spec.image_keys, "image_size": spec.cameras[0].size}
+    if encoder == "so101":
+        from hilserl_ros.vision.pretrain import WEIGHTS
+        return {**base, "pretrained_encoder": pretrained_encoder or WEIGHTS, "freeze_encoder": freeze_encoder}
+    if encoder == "scratch":
+        return {**base, "pretrained_encoder": None, "freeze_encoder": False}
+    from hilserl_ros.vision.backbones import spec_error
+    reason = spec_error(encoder)
+    if reason:
+        raise ValueError(f"encoder {encoder!r}: {reason} (or so101, scratch)")
+    return {**base, "backbone": encoder, "freeze_encoder": freeze_encoder}
+
+
+def encoder_error(value) -> str | None:
+    """Why ``value`` names no camera encoder (see camera_encoder_config), or None."""
+    if value in ("so101", "scratch"):
+        return None
+    from hilserl_ros.vision.backbones import spec_error
+    reason = spec_error(str(value))
+    return f"{reason} (or so101, scratch)" if reason else None
+
+
+def device_error(value) -> str | None:
+    """Why the learner cannot train on ``value`` here ("cpu", "cuda", "cuda:<index>"), or None."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        return f"{value!r} is not a device: cpu, cuda or cuda:<index>"
+    if device.type == "cpu":
+        return None
+    if device.type != "cuda":
+        return f"device type {device.type!r} is not supported: cpu, cuda or cuda:<index>"
+    if not torch.cuda.is_available():
+        return f"{value}: CUDA is not available here (torch {torch.__version__}, no GPU or no CUDA build)"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return f"{value}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None

@@ -2,8 +2,11 @@
 (one batched matmul for all critics) and the discrete grasp critic."""
 from __future__ import annotations
 
+import copy
 import math
+import threading
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,15 +67,113 @@ class ConvEncoder(nn.Module):
         return self.project(x)
 
 
-class ObservationEncoder(nn.Module):
-    """State (raw, or through a small MLP when ``state_latent_dim`` > 0) + one ConvEncoder per
-    camera. uint8 images in [0, 255] are scaled to [0, 1] here, so buffers and messages keep
-    uint8."""
+class SpatialLearnedEmbeddings(nn.Module):
+    """HIL-SERL's spatial embedding of a feature map: ``num_features`` learned kernels per channel,
+    each the size of the map, summed over it: [B, C, H, W] -> [B, C * num_features]. Where a
+    thing is in the picture becomes a weighted sum the critic learns, on this cell's own data."""
 
-    def __init__(self, config: SACConfig):
+    def __init__(self, channels: int, height: int, width: int, num_features: int = 8):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.empty(channels, height, width, num_features))
+        nn.init.kaiming_normal_(self.kernel, mode="fan_in", nonlinearity="linear")
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,chwf->bcf", maps, self.kernel).flatten(1)
+
+
+class SpatialSoftmax(nn.Module):
+    """Keypoints of a feature map (Levine et al. 2016): a 1x1 convolution to ``keypoints``
+    channels, a softmax over the map per channel, and its expected image coordinates in
+    [-1, 1]: where something is, as two numbers, at finer than the map's resolution."""
+
+    def __init__(self, channels: int, side: int, keypoints: int):
+        super().__init__()
+        self.project = nn.Conv2d(channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        grid = torch.linspace(-1.0, 1.0, side)
+        ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+        self.register_buffer("coords", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        logits = self.project(maps).flatten(2) / self.log_temperature.exp()  # [B, K, HW]
+        return (logits.softmax(-1) @ self.coords).flatten(1)  # [B, 2K]
+
+
+class SpatialHead(nn.Module):
+    """A backbone's feature map -> ``latent_dim`` features: spatial embeddings (and, with
+    ``keypoints``, spatial-softmax keypoints beside them), dropout, a linear bottleneck,
+    LayerNorm and tanh (HIL-SERL/LeRobot's image head). Trained by the critic."""
+
+    def __init__(self, channels: int, side: int, latent_dim: int = 256, num_features: int = 8, dropout: float = 0.1,
+                 keypoints: int = 0):
+        super().__init__()
+        self.spatial = SpatialLearnedEmbeddings(channels, side, side, num_features)
+        self.keypoints = SpatialSoftmax(channels, side, keypoints) if keypoints else None
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * num_features + 2 * keypoints, latent_dim),
+                                     nn.LayerNorm(latent_dim), nn.Tanh())
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        x = self.spatial(maps)
+        if self.keypoints is not None:
+            x = torch.cat([x, self.keypoints(maps)], dim=1)
+        return self.project(x)
+
+
+_BACKBONES: dict = {}
+_BACKBONES_LOCK = threading.Lock()
+
+
+def shared_backbone(spec: str, image_size: int, device: str = "cpu"):
+    """The frozen backbone named by ``spec`` (hilserl_ros.vision.backbones.from_spec), built once
+    per process and device: the actor, the learner's encoders and its target share one copy."""
+    key = (spec, int(image_size), str(device))
+    with _BACKBONES_LOCK:
+        if key not in _BACKBONES:
+            from hilserl_ros.vision.backbones import from_spec
+            # building draws random initial weights (then overwritten by the pretrained ones):
+            # outside the caller's random stream, so a seeded agent is the same whether or not
+            # this process built the backbone before
+            with torch.random.fork_rng(devices=[]):
+                _BACKBONES[key] = from_spec(spec, image_size).to(device)
+        return _BACKBONES[key]
+
+
+class ObservationEncoder(nn.Module):
+    """State (raw, or through a small MLP when ``state_latent_dim`` > 0) + one image encoder per
+    camera. uint8 images in [0, 255] are scaled to [0, 1] here, so buffers and messages keep
+    uint8.
+
+    Two kinds of image encoder:
+    - ``config.backbone`` set (e.g. ``efficientnet-lite0:stage4``): a pretrained backbone shared
+      by every camera, then one :class:`SpatialHead` per camera. With ``freeze_encoder`` the
+      backbone is not a parameter of this module (not trained, not in its state dict, not sent
+      to actors: each process builds it from the same package) and its feature maps are what
+      the buffers cache (``camera_features``, float16); the heads are trained on them.
+      Without, the backbone is a trainable part of the encoder (end-to-end fine-tuning).
+    - no backbone: one :class:`ConvEncoder` per camera (the SO-101 encoder of
+      hilserl_ros.vision.pretrain, or trained from scratch); frozen, its output is cached.
+    """
+
+    def __init__(self, config: SACConfig, device: str = "cpu"):
         super().__init__()
         self.image_keys = config.image_keys
-        self.cameras = nn.ModuleDict({k: ConvEncoder(config.image_size, config.latent_dim) for k in config.image_keys})
+        self.backbone_spec = config.backbone if config.image_keys else ""
+        self.device_name, self.image_size = str(device), config.image_size
+        self.trainable_backbone = None
+        self.map_shape: tuple[int, int, int] | None = None
+        if self.backbone_spec:
+            backbone = shared_backbone(self.backbone_spec, config.image_size, self.device_name)
+            side = backbone.map_size(config.image_size)
+            self.map_shape = (backbone.channels, side, side)
+            if not config.freeze_encoder:
+                self.trainable_backbone = copy.deepcopy(backbone).unfrozen()
+            self.cameras = nn.ModuleDict({k: SpatialHead(backbone.channels, side, config.latent_dim,
+                                                         config.spatial_features, config.head_dropout,
+                                                         config.spatial_keypoints)
+                                          for k in config.image_keys})
+        else:
+            self.cameras = nn.ModuleDict({k: ConvEncoder(config.image_size, config.latent_dim)
+                                          for k in config.image_keys})
         self.state = None
         state_dim = config.obs_dim
         if config.state_latent_dim > 0 and config.obs_dim > 0:
@@ -80,20 +181,51 @@ class ObservationEncoder(nn.Module):
                                        nn.LayerNorm(config.state_latent_dim), nn.Tanh())
             state_dim = config.state_latent_dim
         self.out_dim = state_dim + config.latent_dim * len(config.image_keys)
+        self.latent_dim = config.latent_dim
 
     @property
     def is_identity(self) -> bool:
         return self.state is None and not self.image_keys
 
+    # -- what the buffers cache per frame ----------------------------------------------------
+    @property
+    def cache_dim(self) -> int:
+        """Values cached per frame and camera: the backbone's map, or the ConvEncoder's features."""
+        return int(np.prod(self.map_shape)) if self.map_shape else self.latent_dim
+
+    @property
+    def cache_dtype(self):
+        """float16 for maps (half the memory; the head computes in float32), float32 otherwise."""
+        return np.float16 if self.map_shape else np.float32
+
+    def _backbone(self):
+        if self.trainable_backbone is not None:
+            return self.trainable_backbone
+        return shared_backbone(self.backbone_spec, self.image_size, self.device_name)
+
+    def _maps(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The backbone's maps of each camera's frames, all cameras in one call."""
+        keys = list(self.image_keys)
+        frames = torch.cat([images[k] for k in keys])
+        maps = self._backbone()(frames)
+        return dict(zip(keys, maps.split([images[k].shape[0] for k in keys])))
+
     def forward(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None = None,
                 features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """``features``: per camera, what its ConvEncoder gave for these frames before (frozen
-        encoder, cached in the buffer); used instead of running it again."""
+        """``features``: per camera, what ``camera_features`` cached for these frames (frozen
+        encoder), used instead of running it again."""
         if self.state is not None:
             state = self.state(state)
         if not self.image_keys:
             return state
         parts = [state] if state.shape[-1] else []
+        if self.map_shape is not None:
+            if features is not None:
+                maps = {k: features[k].float().view(-1, *self.map_shape) for k in self.image_keys}
+            else:
+                maps = self._maps(images)
+            parts += [self.cameras[k](maps[k]) for k in self.image_keys]
+            return torch.cat(parts, dim=-1)
         for key in self.image_keys:
             if features is not None:
                 parts.append(features[key])
@@ -104,13 +236,13 @@ class ObservationEncoder(nn.Module):
 
     @torch.no_grad()
     def camera_features(self, images: dict) -> dict:
-        """Per camera, the ConvEncoder's output for one uint8 [H, W, 3] frame (numpy), as
-        float32 numpy: what the buffer caches when the encoder is frozen."""
-        out = {}
-        for key in self.image_keys:
-            frame = torch.as_tensor(images[key]).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            out[key] = self.cameras[key](frame)[0].numpy()
-        return out
+        """Per camera, what the buffer caches for one uint8 [H, W, 3] frame (numpy): the frozen
+        backbone's map (float16, flattened) or the frozen ConvEncoder's output (float32)."""
+        frames = {k: torch.as_tensor(images[k]).permute(2, 0, 1).unsqueeze(0).to(self.device_name)
+                  for k in self.image_keys}
+        if self.map_shape is not None:
+            return {k: v.reshape(-1).to(torch.float16).cpu().numpy() for k, v in self._maps(frames).items()}
+        return {k: self.cameras[k](frames[k].float().div_(255.0))[0].cpu().numpy() for k in self.image_keys}
 
 
 # --------------------------------------------------------------------------- actor

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import threading
 from typing import Callable
 
@@ -39,32 +40,56 @@ WEIGHTS_FORMAT = "safetensors"
 class Policy(torch.nn.Module):
     """What an actor needs to act: encoder, Gaussian actor and (optionally) the grasp critic."""
 
-    def __init__(self, config: SACConfig):
+    def __init__(self, config: SACConfig, device: str = "cpu"):
         super().__init__()
         self.config = config
-        self.encoder = ObservationEncoder(config)
+        self.encoder = ObservationEncoder(config, device)
         self.actor = TanhGaussianActor(self.encoder.out_dim, config.continuous_dim, config)
         self.grasp = GraspCritic(self.encoder.out_dim, config) if config.grasp_critic else None
+        if config.image_keys and not config.backbone:
+            if config.pretrained_encoder:
+                load_encoder_weights(self.encoder, local_weights(config.pretrained_encoder))
+            if config.freeze_encoder:  # what was frozen is not trained, not sent: each side loads it
+                self.encoder.cameras.requires_grad_(False)
+        self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.actor.mean.weight.device
+
+    def frozen_keys(self) -> set[str]:
+        """Names of the weights training never changes (a frozen ConvEncoder's): each process
+        loads them from their file, so weights pushes leave them out."""
+        return {name for name, p in self.named_parameters() if not p.requires_grad}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, images: dict[str, np.ndarray] | None = None, deterministic: bool = False,
             generator: torch.Generator | None = None) -> np.ndarray:
         """One normalised action in [-1, 1] for one observation (images uint8 [H, W, 3])."""
-        state = torch.as_tensor(np.asarray(obs, np.float32)).reshape(1, -1)
+        device = self.device
+        state = torch.as_tensor(np.asarray(obs, np.float32)).reshape(1, -1).to(device)
         frames = None
         if self.config.image_keys:
-            frames = {k: torch.as_tensor(images[k]).permute(2, 0, 1).unsqueeze(0) for k in self.config.image_keys}
-        features = self.encoder(state, frames)
-        action, _ = self.actor(features, deterministic=deterministic, generator=generator)
-        if self.grasp is not None:
-            gripper = GraspCritic.to_command(self.grasp(features).argmax(-1))
-            action = torch.cat([action, gripper.unsqueeze(-1)], dim=-1)
-        return action.squeeze(0).numpy()
+            frames = {k: torch.as_tensor(images[k]).permute(2, 0, 1).unsqueeze(0).to(device)
+                      for k in self.config.image_keys}
+        training = self.training
+        self.eval()  # acting: no dropout in the image heads
+        try:
+            features = self.encoder(state, frames)
+            action, _ = self.actor(features, deterministic=deterministic, generator=generator)
+            if self.grasp is not None:
+                gripper = GraspCritic.to_command(self.grasp(features).argmax(-1))
+                action = torch.cat([action, gripper.unsqueeze(-1)], dim=-1)
+        finally:
+            self.train(training)
+        return action.squeeze(0).cpu().numpy()
 
     # -- weights over the wire: safetensors bytes, never pickle ------------------------------
     def to_bytes(self, version: int = 0) -> tuple[bytes, str]:
-        """(safetensors bytes, metadata JSON) of the policy's weights."""
-        tensors = {k: v.detach().contiguous().clone() for k, v in self.state_dict().items()}
+        """(safetensors bytes, metadata JSON) of the weights training changes (a frozen
+        backbone or encoder is not among them: the receiver builds it from the same source)."""
+        frozen = self.frozen_keys()
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items() if k not in frozen}
         meta = json.dumps({"config": self.config.to_dict(), "version": int(version)})
         return safetensors.torch.save(tensors, metadata={"hilserl": meta}), meta
 
@@ -78,16 +103,16 @@ class Policy(torch.nn.Module):
 
     def load_bytes(self, data: bytes) -> None:
         tensors = safetensors_load(data)  # safetensors: a JSON header and raw tensors, no pickle
-        missing = set(self.state_dict()) - set(tensors)
+        missing = set(self.state_dict()) - set(tensors) - self.frozen_keys()
         unexpected = set(tensors) - set(self.state_dict())
         if missing or unexpected:
             raise ValueError(f"weights do not fit this policy: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}")
         for key, value in self.state_dict().items():
-            if tensors[key].shape != value.shape:
+            if key in tensors and tensors[key].shape != value.shape:
                 raise ValueError(f"weights do not fit this policy: {key} is {list(tensors[key].shape)}, "
                                  f"expected {list(value.shape)}")
-        self.load_state_dict(tensors)
+        self.load_state_dict(tensors, strict=False)
 
 
 def read_safetensors_metadata(data: bytes) -> dict:
@@ -106,23 +131,24 @@ def sha256(data: bytes) -> str:
 
 
 class SACAgent:
-    def __init__(self, config: SACConfig):
+    def __init__(self, config: SACConfig, device: str = "cpu"):
+        """``device``: where the networks live and train ("cpu", "cuda", "cuda:1"); batches are
+        moved there, weights leave it as CPU tensors."""
         self.config = config
+        self.device = torch.device(device)
         torch.manual_seed(config.seed)
-        self.policy = Policy(config)
+        self.policy = Policy(config, str(self.device))
         self.encoder, self.actor, self.grasp = self.policy.encoder, self.policy.actor, self.policy.grasp
-        if config.pretrained_encoder:
-            load_encoder_weights(self.encoder, config.pretrained_encoder)
         feat = self.encoder.out_dim
-        self.critic = CriticEnsemble(feat, config.continuous_dim, config)
+        self.critic = CriticEnsemble(feat, config.continuous_dim, config).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.grasp_target = copy.deepcopy(self.grasp).requires_grad_(False) if self.grasp is not None else None
-        self.log_alpha = torch.tensor(math.log(config.temperature_init), requires_grad=True)
+        self.log_alpha = torch.tensor(math.log(config.temperature_init), requires_grad=True, device=self.device)
 
-        encoder_params = [] if config.freeze_encoder else list(self.encoder.parameters())
-        if config.freeze_encoder:
-            self.encoder.requires_grad_(False)
+        # the critic trains what of the encoder is not frozen (a backbone's heads; all of a
+        # ConvEncoder trained from scratch; nothing of a frozen ConvEncoder)
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_opt = torch.optim.Adam(list(self.critic.parameters()) + encoder_params, lr=config.critic_lr)
         self.temperature_opt = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
@@ -135,9 +161,9 @@ class SACAgent:
             self._target += list(self.grasp_target.parameters())
         self.update_step = 0  # actor updates
         self.critic_step = 0
-        self.act_generator = torch.Generator().manual_seed(config.seed + 1)
-        self.aug_generator = torch.Generator().manual_seed(config.seed + 2)
-        self.train_generator = torch.Generator().manual_seed(config.seed + 3)  # policy noise, target subsets
+        self.act_generator = torch.Generator(self.device).manual_seed(config.seed + 1)
+        self.aug_generator = torch.Generator(self.device).manual_seed(config.seed + 2)
+        self.train_generator = torch.Generator(self.device).manual_seed(config.seed + 3)  # policy noise, target subsets
         self._knob_lock = threading.Lock()
 
     # ------------------------------------------------------------------ acting
@@ -158,6 +184,8 @@ class SACAgent:
         features = None
         for _ in range(utd):
             batch = sample(batch_size)
+            if self.device.type != "cpu":
+                batch = batch.to(self.device)
             features, critic_stats = self._critic_step(batch)
             stats.update(critic_stats)
         stats.update(self._actor_step(features.detach()))
@@ -333,7 +361,8 @@ class SACAgent:
 
     def load_state_dict(self, state: dict) -> None:
         saved = SACConfig.from_dict(state["config"])
-        for name in ("obs_dim", "action_dim", "image_keys", "hidden_dims", "num_critics", "grasp_critic", "layer_norm"):
+        for name in ("obs_dim", "action_dim", "image_keys", "hidden_dims", "num_critics", "grasp_critic", "layer_norm",
+                     "backbone", "freeze_encoder", "spatial_features", "spatial_keypoints", "latent_dim"):
             if getattr(saved, name) != getattr(self.config, name):
                 raise ValueError(f"checkpoint was made with {name}={getattr(saved, name)}, "
                                  f"this agent has {getattr(self.config, name)}")
@@ -355,6 +384,16 @@ class SACAgent:
         self.act_generator.set_state(state["act_generator"])
         self.aug_generator.set_state(state["aug_generator"])
         self.train_generator.set_state(state["train_generator"])
+
+
+def local_weights(path: str) -> str:
+    """``path``, or this install's copy of the shipped encoder when ``path`` names the shipped
+    file of another install (an actor on another machine gets the learner's path)."""
+    from hilserl_ros.vision.pretrain import WEIGHTS
+
+    if not os.path.isfile(path) and os.path.basename(path) == os.path.basename(WEIGHTS):
+        return WEIGHTS
+    return path
 
 
 def load_encoder_weights(encoder: ObservationEncoder, path: str) -> None:

@@ -40,10 +40,12 @@ effect are then those of one period, as in the ROS-free env.
 """
 from __future__ import annotations
 
+import collections
 import os
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -157,6 +159,11 @@ class ActorNode(Node):
             self.view_pubs[camera.name] = self.create_publisher(Image, f"/actor/view/{camera.name}", qos.SENSOR)  # topics.POLICY_VIEW_*
         # resending runs on the wall clock: it must go on while simulated time stands still
         self.resend_timer = self.create_timer(0.2, self._resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # what acting costs here (cameras encoded + policy), and what each weights push weighs
+        self.act_seconds: collections.deque = collections.deque(maxlen=500)
+        self.weights_bytes = 0
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.EVENTS)
+        self.create_timer(5.0, self._diagnose, clock=Clock(clock_type=ClockType.STEADY_TIME))
         left = self.spool.sessions()
         if left:
             self.get_logger().info(f"spool {self.spool.directory}: {len(self.spool)} transitions of earlier "
@@ -261,6 +268,27 @@ class ActorNode(Node):
             self.drops.drop(f"policy weights v{msg.version}: {err}")
             return
         self.policy_version = msg.version
+        self.weights_bytes = len(data)
+
+    def _diagnose(self) -> None:
+        """/diagnostics: the policy's cost per step on this machine (cameras encoded by the
+        backbone, the heads and the actor network) and the size of the last weights push."""
+        status = DiagnosticStatus(name="actor: policy", hardware_id=self.get_name())
+        times = np.asarray(self.act_seconds) * 1e3
+        if times.size:
+            status.level, status.message = DiagnosticStatus.OK, f"acting takes {np.median(times):.1f} ms (median)"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "the policy has not acted yet"
+        status.values = [
+            KeyValue(key="act_ms_median", value=f"{np.median(times):.3f}" if times.size else ""),
+            KeyValue(key="act_ms_p95", value=f"{np.percentile(times, 95):.3f}" if times.size else ""),
+            KeyValue(key="steps_timed", value=str(int(times.size))),
+            KeyValue(key="cameras", value=",".join(self.spec.image_keys)),
+            KeyValue(key="policy_version", value=str(self.policy_version)),
+            KeyValue(key="weights_bytes", value=str(self.weights_bytes))]
+        out = DiagnosticArray(status=[status])
+        out.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(out)
 
     # ------------------------------------------------------------------ control
     def _human_action(self) -> np.ndarray | None:
@@ -356,7 +384,9 @@ class ActorNode(Node):
         elif self.policy is None:  # demonstration recording: nobody drives, the arm holds
             action, is_human = np.zeros(ACTION_DIM, np.float32), False
         else:
+            started = time.perf_counter()
             action = self.policy.act(obs, frames, deterministic=self.params["deterministic"], generator=self.generator)
+            self.act_seconds.append(time.perf_counter() - started)
             is_human = False
         cmd = EndEffectorCommand(dx=float(action[0]), dy=float(action[1]), dz=float(action[2]),
                                  gripper=float(action[3]) if len(action) > 3 else 0.0, is_intervention=is_human)

@@ -23,9 +23,10 @@ Observations: the learner reads the same description as the actor (``task`` and
 ``observation`` in config/observation/<task>.yaml) and refuses transitions built with another
 (their ``observation_spec`` fingerprint), with the reason. With cameras, each frame is stored
 once per buffer (hilserl_ros.learning.pairing), the buffers' memory is bounded by
-``image_buffer_gb`` (the capacity is cut to fit, and the log says so), and with the frozen
-pretrained encoder each frame's features are computed once, on arrival, and kept instead of the
-frame (training never reads the pixels again).
+``image_buffer_gb`` (the capacity is cut to fit, and the log says so), and with a frozen
+encoder (``encoder``: a pretrained backbone by default) each frame's feature map is computed
+once, on arrival, and kept instead of the frame: training runs the spatial heads on the kept
+maps and never reads the pixels again. ``device`` puts the networks on a GPU.
 
 Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
 ``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
@@ -51,7 +52,8 @@ from hilserl_ros.learning import checkpoint
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
 from hilserl_ros.learning.link import SequenceTracker
 from hilserl_ros.learning.pairing import FramePairer, Step
-from hilserl_ros.learning.config import KNOB_RANGES, SACConfig
+from hilserl_ros.learning.config import (
+    DEFAULT_ENCODER, KNOB_RANGES, SACConfig, camera_encoder_config, device_error, encoder_error)
 from hilserl_ros.learning.sac import SACAgent, sha256
 from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition, TransitionAck
 from hilserl_ros.observation import ACTION_DIM, load_observation
@@ -92,14 +94,29 @@ PARAMS = [
     ParamSpec("watchdog_window", 20, "... for this many consecutive statistics messages", min=1, max=10000),
     # fixed at start
     *observation_params("which observation of that file (state | pixels): the actor's"),
-    ParamSpec("pretrained_encoder", "", "camera encoder weights (safetensors); empty = the shipped SO-101 "
-              "encoder (hilserl_ros/vision/weights)", read_only=True),
-    ParamSpec("freeze_encoder", True, "keep the pretrained encoder fixed and cache each frame's features "
-              "(HIL-SERL); false trains it with the critic (about 0.7 updates/s here)", read_only=True),
+    ParamSpec("encoder", DEFAULT_ENCODER, "camera encoder: a pretrained backbone "
+              "(efficientnet-lite0:<stage1..7|head>, packaged ImageNet weights; resnet10:<path to model.safetensors>) "
+              "with a spatial head per camera trained by the critic; so101: the encoder trained on the simulated "
+              "cell's labels; scratch: a small conv net trained by the critic", read_only=True,
+              validator=encoder_error),
+    ParamSpec("spatial_features", 8, "backbone encoders: learned spatial kernels per channel of the map "
+              "(HIL-SERL's SpatialLearnedEmbeddings)", min=1, max=64, read_only=True),
+    ParamSpec("spatial_keypoints", 0, "backbone encoders: spatial-softmax keypoints beside the embeddings (0: none)",
+              min=0, max=256, read_only=True),
+    ParamSpec("head_dropout", 0.1, "backbone encoders: dropout of the embeddings before their projection",
+              min=0.0, max=0.9, read_only=True),
+    ParamSpec("pretrained_encoder", "", "encoder so101 only: its weights (safetensors); empty = the shipped file "
+              "(hilserl_ros/vision/weights)", read_only=True),
+    ParamSpec("freeze_encoder", True, "keep the backbone (or so101 encoder) fixed and cache each frame's feature "
+              "map (HIL-SERL); false fine-tunes it end to end with the critic and DrQ shifts (for a GPU)",
+              read_only=True),
+    ParamSpec("device", "cpu", "where the learner's networks train: cpu, cuda or cuda:<index> (the actor acts "
+              "on the CPU with the weights it is sent)", read_only=True, validator=device_error),
     ParamSpec("image_buffer_gb", 12.0, "memory bound of both buffers with cameras; capacities are cut to fit. "
-              "A frozen encoder keeps each frame's features (2 KiB for two cameras: 200k + 100k transitions take "
-              "0.8 GB); a trained one keeps the uint8 frames (96 KiB: 200k transitions alone would need 24.6 GB)",
-              min=0.1, max=1024.0, read_only=True, unit="GB"),
+              "A frozen encoder keeps each frame's feature map, not the frame (efficientnet-lite0:stage7, 4x4x320, float16: "
+              "10 KiB per camera: 200k + 100k transitions of two cameras take 7.7 GB); a trained one keeps the "
+              "uint8 frames (48 KiB per camera: 36.9 GB for the same)", min=0.1, max=1024.0, read_only=True,
+              unit="GB"),
     ParamSpec("action_dim", ACTION_DIM, "action size (EE xyz + gripper)", min=1, max=64, read_only=True),
     ParamSpec("hidden_dims", [256, 256], "MLP widths", read_only=True),
     ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
@@ -134,6 +151,10 @@ class LearnerNode(Node):
         self.params = declare(self, PARAMS)
         torch.set_num_threads(self.params["torch_threads"])
         p = self.params
+        for name, check in (("device", device_error), ("encoder", encoder_error)):
+            reason = check(p[name])
+            if reason:  # read-only: a bad value can only come from the start, and must stop it
+                raise ValueError(f"parameter {name}: {reason}")
         self.observation = load_observation(p["task"], p["observation"], p["observation_file"] or None)
         self.config = SACConfig(
             obs_dim=self.observation.obs_dim, action_dim=p["action_dim"], hidden_dims=tuple(p["hidden_dims"]),
@@ -142,7 +163,7 @@ class LearnerNode(Node):
             temperature_init=p["temperature"], target_entropy=p["target_entropy"], utd_ratio=p["utd_ratio"],
             batch_size=p["batch_size"], grasp_penalty=p["grasp_penalty"], seed=p["seed"],
             **self._image_config())
-        self.agent = SACAgent(self.config)
+        self.agent = SACAgent(self.config, p["device"])
         self.rl, self.demo = self._make_buffers()
         self.pairer = FramePairer()
         self.drops = DropCounter(self.get_logger(), "transition")
@@ -196,13 +217,12 @@ class LearnerNode(Node):
         self.params.on_change("grasp_penalty", lambda v: setattr(a.config, "grasp_penalty", float(v)))
 
     def _image_config(self) -> dict:
-        spec = self.observation
-        if not spec.cameras:
-            return {}
-        from hilserl_ros.vision.pretrain import WEIGHTS
-        return {"image_keys": spec.image_keys, "image_size": spec.cameras[0].size,
-                "pretrained_encoder": self.params["pretrained_encoder"] or WEIGHTS,
-                "freeze_encoder": self.params["freeze_encoder"]}
+        p = self.params
+        fields = camera_encoder_config(self.observation, p["encoder"], p["pretrained_encoder"], p["freeze_encoder"])
+        if fields.get("backbone"):
+            fields.update(spatial_features=p["spatial_features"], spatial_keypoints=p["spatial_keypoints"],
+                          head_dropout=p["head_dropout"])
+        return fields
 
     def _make_buffers(self) -> tuple[ReplayBuffer, ReplayBuffer]:
         p, spec = self.params, self.observation
@@ -212,10 +232,10 @@ class LearnerNode(Node):
         if shapes:
             # frozen encoder: training reads each frame's cached features only, so only they are kept
             if self.config.freeze_encoder:
-                extra = dict(featurize=self.agent.encoder.camera_features, feature_dim=self.config.latent_dim,
-                             keep_frames=False)
+                extra = dict(featurize=self.agent.encoder.camera_features, feature_dim=self.agent.encoder.cache_dim,
+                             feature_dtype=self.agent.encoder.cache_dtype, keep_frames=False)
             sizes = dict(image_shapes=shapes, feature_dim=extra.get("feature_dim", 0),
-                         keep_frames=extra.get("keep_frames", True))
+                         keep_frames=extra.get("keep_frames", True), feature_dtype=extra.get("feature_dtype", "f4"))
 
             def need(rl: int, demo: int) -> float:
                 return sum(ReplayBuffer.bytes_needed(n, spec.obs_dim, p["action_dim"], **sizes) for n in (rl, demo))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
-from hilserl_ros.learning.config import SACConfig
+from hilserl_ros.learning.config import ENCODERS_HELP, SACConfig, camera_encoder_config
 from hilserl_ros.learning.sac import SACAgent
 from hilserl_ros.sim.env import EnvConfig, make_env, node_parameters
 
@@ -33,8 +34,8 @@ _SAC_FIELDS = {"target_entropy": "target_entropy", "temperature": "temperature_i
                "critic_lr": "critic_lr", "temperature_lr": "temperature_lr", "discount": "discount", "tau": "tau",
                "utd_ratio": "utd_ratio", "batch_size": "batch_size", "hidden_dims": "hidden_dims",
                "num_critics": "num_critics", "grasp_critic": "grasp_critic", "grasp_penalty": "grasp_penalty",
-               "obs_dim": "obs_dim",
-               "action_dim": "action_dim"}
+               "spatial_features": "spatial_features", "spatial_keypoints": "spatial_keypoints",
+               "head_dropout": "head_dropout", "obs_dim": "obs_dim", "action_dim": "action_dim"}
 
 
 @dataclass
@@ -46,7 +47,8 @@ class LearnerSettings:
     updates_per_transition: float = 1.0
     rl_capacity: int = 200_000
     demo_capacity: int = 100_000
-    pretrained_encoder: str = ""  # "" = the shipped SO-101 camera encoder (hilserl_ros.vision.pretrain)
+    encoder: str = "so101"  # image encoder: a backbone spec, "so101" or "scratch" (see image_config)
+    pretrained_encoder: str = ""  # encoder "so101": "" = the shipped SO-101 camera encoder (hilserl_ros.vision.pretrain)
     freeze_encoder: bool = True
     image_buffer_gb: float = 12.0
 
@@ -58,17 +60,13 @@ class LearnerSettings:
         return cls(sac=sac, training_starts=int(p.get("training_starts", 300)),
                    updates_per_transition=float(p.get("updates_per_transition", 1.0)),
                    rl_capacity=int(p.get("rl_capacity", 200_000)), demo_capacity=int(p.get("demo_capacity", 100_000)),
-                   pretrained_encoder=str(p.get("pretrained_encoder", "")),
+                   encoder=str(p.get("encoder", "so101")), pretrained_encoder=str(p.get("pretrained_encoder", "")),
                    freeze_encoder=bool(p.get("freeze_encoder", True)),
                    image_buffer_gb=float(p.get("image_buffer_gb", 12.0)))
 
     def image_config(self, spec) -> dict:
-        """SACConfig fields of an observation with cameras: the frozen pretrained encoder."""
-        if not spec.cameras:
-            return {}
-        from hilserl_ros.vision.pretrain import WEIGHTS
-        return {"image_keys": spec.image_keys, "image_size": spec.cameras[0].size,
-                "pretrained_encoder": self.pretrained_encoder or WEIGHTS, "freeze_encoder": self.freeze_encoder}
+        """SACConfig fields of an observation with cameras (learner_node.image_config)."""
+        return camera_encoder_config(spec, self.encoder, self.pretrained_encoder, self.freeze_encoder)
 
 
 @dataclass
@@ -127,7 +125,7 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
               learner: LearnerSettings | None = None, threads: int = 1, progress=None,
               update_hook=None, demo_episodes: int = 0, observation: str = "state",
               reward_model: str | None = None, operator_vetoes: float = 0.0, log=None,
-              stop_at_target: bool = True) -> EnvRunResult:
+              stop_at_target: bool = True, blank_frames: bool = False) -> EnvRunResult:
     """Train until the policy alone reaches ``target`` over ``window`` episodes or a budget ends.
     ``progress(record, result_so_far)`` is called after each episode; ``update_hook(agent,
     sample)`` replaces ``agent.update(sample)`` (tests use it to break learning on purpose);
@@ -138,11 +136,14 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
     ``operator_vetoes``: the share of the classifier's false successes the scripted operator
     vetoes (0: none, 1: every one; a person misses some), which it learns as hard negatives
     (``log`` gets a line per veto). ``stop_at_target`` False: train on to the budget (does the
-    success last?); the result still says when it was reached."""
+    success last?); the result still says when it was reached. ``blank_frames``: the cameras
+    show black (the control of a pixel run: what the state alone allows)."""
     torch.set_num_threads(threads)
     learner = learner or LearnerSettings.from_graph(task=task)
     env = judged(make_env(task, seed=seed, operator=operator, config=env_config, observation=observation), reward_model,
                  operator_vetoes, log, seed)
+    if blank_frames:
+        env = BlankFrames(env)
     spec = env.unwrapped.observation_spec
     sac = dict(learner.sac, seed=seed, **learner.image_config(spec))
     config = SACConfig(obs_dim=spec.obs_dim, action_dim=env.action_space.shape[0],
@@ -155,7 +156,7 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
         return sample_mixed(rl, demo, n)
 
     demo_stats = (record_demonstrations(task, seed + 10_000, demo_episodes, demo, env_config, observation,
-                                        reward_model) if demo_episodes else None)
+                                        reward_model, blank_frames) if demo_episodes else None)
 
     records: list[EpisodeRecord] = []
     start = time.monotonic()
@@ -209,6 +210,7 @@ def train_env(task: str = "reach", seed: int = 0, max_env_steps: int = 20_000, m
                           records[-1].env_steps if records else 0, agent.update_step, rate, intervention,
                           agent.alpha, demo_episodes, demo_stats[0] if demo_stats else 0,
                           [asdict(r) for r in records])
+    result.pixels = bool(spec.cameras)
     result.agent = agent  # not a field (summary() leaves it out): the trained agent, for evaluate()
     result.classifier = env.stats() if reward_model else None  # the classifier's false successes, vetoes
     return result
@@ -261,8 +263,8 @@ def make_buffers(agent: SACAgent, spec, rl_capacity: int, demo_capacity: int, se
     frame's features instead of the frame, as /learner's (hilserl_ros.learning.buffers)."""
     shapes = spec.image_shapes or None
     cached = bool(shapes) and agent.config.freeze_encoder
-    extra = dict(featurize=agent.encoder.camera_features, feature_dim=agent.config.latent_dim,
-                 keep_frames=False) if cached else {}
+    extra = dict(featurize=agent.encoder.camera_features, feature_dim=agent.encoder.cache_dim,
+                 feature_dtype=agent.encoder.cache_dtype, keep_frames=False) if cached else {}
     return (ReplayBuffer(rl_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed, **extra),
             ReplayBuffer(demo_capacity, spec.obs_dim, agent.config.action_dim, shapes, seed=seed + 1, **extra))
 
@@ -272,6 +274,30 @@ def split(obs) -> tuple[np.ndarray, dict | None]:
     if isinstance(obs, dict):
         return obs["state"], {k: v for k, v in obs.items() if k != "state"}
     return obs, None
+
+
+class BlankFrames:
+    """An env whose camera frames are all black (everything else passes through)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    @staticmethod
+    def _blank(obs):
+        if not isinstance(obs, dict):
+            return obs
+        return {k: (v if k == "state" else np.zeros_like(v)) for k, v in obs.items()}
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._blank(obs), info
+
+    def step(self, action):
+        obs, *rest = self.env.step(action)
+        return (self._blank(obs), *rest)
 
 
 class FrameFeed:
@@ -311,10 +337,12 @@ def judged(env, reward_model: str | None, vetoes: float = 0.0, log=None, seed: i
 
 def record_demonstrations(task: str, seed: int, episodes: int, buffer: ReplayBuffer,
                           env_config: EnvConfig | None = None, observation: str = "state",
-                          reward_model: str | None = None) -> tuple[int, int]:
+                          reward_model: str | None = None, blank_frames: bool = False) -> tuple[int, int]:
     """``episodes`` episodes driven by the scripted operator into ``buffer``; (successes, steps)."""
     env = judged(make_env(task, seed=seed, config=env_config, demonstrate=True, observation=observation),
                  reward_model)
+    if blank_frames:
+        env = BlankFrames(env)
     feed = FrameFeed(buffer)
     successes = steps = 0
     for episode in range(episodes):
@@ -351,6 +379,13 @@ def main(argv=None) -> int:
     parser.add_argument("--operator-vetoes", type=float, nargs="?", const=1.0, default=0.0, metavar="SHARE",
                         help="with --reward-classifier: the scripted operator vetoes this share of the classifier's "
                         "false successes (alone: all of them), which it learns as hard negatives")
+    parser.add_argument("--encoder", default=None, help="image encoder (pixels): " + ENCODERS_HELP +
+                        "; default: config/learner.yaml's")
+    parser.add_argument("--blank-frames", action="store_true",
+                        help="the cameras show black frames: the control of a pixel run (what can it learn blind?)")
+    parser.add_argument("--cell", type=int, default=None, metavar="N",
+                        help="train (and record the demonstrations) in visual cell N (hilserl_ros.sim.cells); "
+                        "default: the shipped cell")
     opts = parser.parse_args(argv)
     if opts.operator_vetoes and not opts.reward_classifier:
         parser.error("--operator-vetoes needs --reward-classifier")
@@ -363,8 +398,11 @@ def main(argv=None) -> int:
               f"policy success@{opts.window}={rate:.0%} | alpha={record.alpha:.4f} | {record.seconds:.0f} s",
               flush=True)
 
+    env_config = dataclasses.replace(EnvConfig.from_graph(opts.task), cell=opts.cell)
+    learner = LearnerSettings.from_graph(task=opts.task, **({"encoder": opts.encoder} if opts.encoder else {}))
     result = train_env(opts.task, opts.seed, opts.max_steps, opts.minutes, opts.target, opts.window,
-                       operator=not opts.no_operator, progress=show, demo_episodes=opts.demos,
+                       operator=not opts.no_operator, env_config=env_config, learner=learner, progress=show,
+                       demo_episodes=opts.demos, blank_frames=opts.blank_frames,
                        observation=opts.observation, reward_model=opts.reward_classifier,
                        operator_vetoes=opts.operator_vetoes, stop_at_target=not opts.keep_training,
                        log=lambda line: print(f"[ENV] {line}", flush=True))
@@ -372,7 +410,9 @@ def main(argv=None) -> int:
     print(json.dumps(summary))
     if opts.result_json:
         record = {"task": opts.task, "observation": opts.observation, "where": "env", **summary, "target": opts.target,
-                  "demos": opts.demos, "reward": "classifier" if opts.reward_classifier else "simulator",
+                  "demos": opts.demos, "cell": opts.cell, "encoder": learner.encoder if result.pixels else None,
+                  "blank_frames": opts.blank_frames,
+                  "reward": "classifier" if opts.reward_classifier else "simulator",
                   "operator_vetoes": opts.operator_vetoes, "classifier": result.classifier,
                   "timeline": classifier_timeline([EpisodeRecord(**r) for r in result.episodes_log],
                                                   result.classifier["veto_steps"], budget=opts.minutes)

@@ -103,20 +103,29 @@ class Backbone(nn.Module):
         self.layers = layers
         self.register_buffer("mean", torch.tensor(norm[0]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm[1]).view(1, 3, 1, 1), persistent=False)
+        self.frozen = True
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
 
+    def unfrozen(self) -> "Backbone":
+        """This backbone with trainable weights (end-to-end fine-tuning); its normalisation
+        statistics stay ImageNet's (a batch of one robot's frames is no estimate of them)."""
+        self.frozen = False
+        for p in self.parameters():
+            p.requires_grad_(True)
+        return self
+
     def train(self, mode: bool = True) -> "Backbone":
-        return super().train(False)  # frozen: batch norm keeps its ImageNet statistics
+        return super().train(False)  # batch norm keeps its ImageNet statistics
 
     def map_size(self, image_size: int) -> int:
         return -(-image_size // self.stride)
 
-    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-        return self.layers((x - self.mean) / self.std)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+            return self.layers((x - self.mean) / self.std)
 
 
 class _Lite0Trunk(nn.Module):
@@ -253,6 +262,31 @@ def resnet10(weights: str) -> Backbone:
     check_fits(net, state, "ResNet-10", weights)
     net.load_state_dict(state)
     return Backbone(RESNET10, "stage4", net, RESNET10_CHANNELS[-1], 32, weights, norm=IMAGENET_NORM)
+
+
+def from_spec(spec: str, image_size: int = 128) -> Backbone:
+    """The backbone a configuration names: ``efficientnet-lite0:<cut>`` (the packaged ImageNet
+    weights, cut after ``cut``; alone: the head) or ``resnet10:<path to model.safetensors>``."""
+    name, _, arg = spec.partition(":")
+    if name == EFFICIENTNET_LITE0:
+        return efficientnet_lite0(arg or "head", image_size=image_size)
+    if name == RESNET10:
+        if not arg:
+            raise ValueError("resnet10 needs the path of its weights: resnet10:/path/to/model.safetensors")
+        return resnet10(os.path.expanduser(arg))
+    raise ValueError(f"unknown backbone {spec!r}: expected {EFFICIENTNET_LITE0}:<{'|'.join(CUTS)}> or "
+                     f"{RESNET10}:<path to model.safetensors>")
+
+
+def spec_error(spec: str) -> str | None:
+    """Why ``spec`` names no backbone (without loading weights), or None."""
+    name, _, arg = spec.partition(":")
+    if name == EFFICIENTNET_LITE0:
+        return None if arg in ("",) + CUTS else f"cut {arg!r} is not one of {', '.join(CUTS)}"
+    if name == RESNET10:
+        return None if arg and os.path.isfile(os.path.expanduser(arg)) else \
+            f"resnet10 weights {arg!r}: no such file (resnet10:/path/to/model.safetensors)"
+    return f"unknown backbone {spec!r}: expected {EFFICIENTNET_LITE0}:<cut> or {RESNET10}:<path>"
 
 
 def main(argv=None) -> int:

