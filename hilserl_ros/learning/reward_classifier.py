@@ -221,7 +221,10 @@ class RewardClassifier(nn.Module):
             order = torch.randperm(len(y), generator=generator)
             for start in range(0, len(y), batch_size):
                 idx = order[start:start + batch_size]
-                inputs = F.dropout(x[idx], dropout, training=True) if dropout else x[idx]
+                # the dropout mask from the seeded generator: same data and seed, same head,
+                # whatever else this process drew before
+                keep = torch.rand(x[idx].shape, generator=generator) >= dropout if dropout else None
+                inputs = x[idx] * keep / (1.0 - dropout) if dropout else x[idx]
                 loss = (loss_fn(head(inputs).squeeze(1), y[idx]) * w[idx]).sum() / w[idx].sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
