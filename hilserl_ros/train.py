@@ -28,7 +28,7 @@ from hilserl_ros import topics
 from hilserl_ros.graph import TRAIN_GRAPH
 from hilserl_ros.launcher import Launcher, parse_overrides
 from hilserl_ros.msg import EpisodeStats, LearnerStats
-from hilserl_ros.ros import qos
+from hilserl_ros.ros import qos, service
 from hilserl_ros.srv import SaveCheckpoint
 
 ECHO = ("[ACTOR] Episode", "DIED", "alpha collapse", "resumed from", "Traceback", "Error")
@@ -109,16 +109,15 @@ def set_learner_parameter(node, name: str, value: float, timeout: float = 60.0) 
     from rcl_interfaces.srv import SetParameters
 
     client = node.create_client(SetParameters, "/learner/set_parameters")
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError("the learner's parameter service did not come up")
     value_msg = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=value_msg)]))
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    result = future.result().results[0] if future.done() else None
-    if result is None or not result.successful:
-        raise RuntimeError(f"/learner refused {name}={value}: {result.reason if result else 'no reply'}")
+    try:
+        reply = service.call(client, SetParameters.Request(parameters=[Parameter(name=name, value=value_msg)]),
+                             timeout=timeout)
+    except TimeoutError as err:
+        raise RuntimeError(f"/learner: {name}={value} not set: {err}") from None
+    result = reply.results[0]
+    if not result.successful:
+        raise RuntimeError(f"/learner refused {name}={value}: {result.reason}")
     print(f"[train] /learner {name} set to {value}")
 
 

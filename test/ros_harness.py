@@ -18,6 +18,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from hilserl_ros.launcher import die_with_parent
+from hilserl_ros.ros import service
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(TEST_DIR)
@@ -90,12 +91,9 @@ class RosSession:
         wait_for(lambda: publisher.get_subscription_count() >= count, timeout,
                  f"{count} subscriber(s) on {publisher.topic_name}")
 
-    def call(self, client, request, timeout: float = 10.0):
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError(f"service {client.srv_name} not available after {timeout} s")
-        future = client.call_async(request)
-        wait_for(future.done, timeout, f"reply from {client.srv_name}")
-        return future.result()
+    def call(self, client, request, timeout: float = 10.0, resend_every: float = 3.0):
+        # the request goes again when a reply is lost in discovery (hilserl_ros.ros.service)
+        return service.call(client, request, timeout=timeout, resend_every=resend_every)
 
     def close(self) -> None:
         for node in self.nodes:
