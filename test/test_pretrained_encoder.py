@@ -150,3 +150,53 @@ def test_the_default_buffers_with_cached_maps_fit_this_machine():
     need = sum(ReplayBuffer.bytes_needed(n, spec.obs_dim, 4, spec.image_shapes, feature_dim=enc.cache_dim,
                                          feature_dtype=enc.cache_dtype, keep_frames=False) for n in (200_000, 100_000))
     assert need < 12e9  # config/learner.yaml's image_buffer_gb: nothing is cut at the default capacities
+
+
+def test_a_frame_seen_again_is_not_run_through_the_backbone_again(monkeypatch):
+    torch.manual_seed(0)
+    policy = Policy(config())
+    enc = policy.encoder
+    shown = frames(np.random.default_rng(1), 3)
+    runs = []
+    backbone_maps = enc._maps
+    monkeypatch.setattr(enc, "_maps", lambda images: runs.append(1) or backbone_maps(images))
+    first = enc.camera_features(shown[0])
+    action = policy.act(np.zeros(9, np.float32), shown[0], deterministic=True)  # acting on the frame just stored
+    assert len(runs) == 1
+    again = enc.camera_features({c: shown[0][c].copy() for c in CAMERAS})  # same pixels, another array
+    assert len(runs) == 1 and all(np.array_equal(first[c], again[c]) for c in CAMERAS)
+    other = enc.camera_features(shown[1])
+    assert len(runs) == 2 and not np.array_equal(first["front"], other["front"])
+    # one changed pixel is another frame
+    touched = {c: shown[0][c].copy() for c in CAMERAS}
+    touched["wrist"][64, 64, 0] ^= 1
+    enc.camera_features(touched)
+    assert len(runs) == 3
+    # the action from remembered maps is the one computed from the frames themselves
+    with torch.no_grad():
+        images = {c: torch.from_numpy(shown[0][c]).permute(2, 0, 1).unsqueeze(0) for c in CAMERAS}
+        features = policy.eval().encoder(torch.zeros(1, 9), images)
+        direct = policy.actor(features, deterministic=True)[0][0].numpy()
+    np.testing.assert_allclose(action, direct, atol=2e-3)
+    # the memory is bounded, and a target encoder (a deep copy) keeps its own
+    for i in range(enc.MEMO_FRAMES + 5):
+        enc.camera_features(frames(np.random.default_rng(100 + i), 1)[0])
+    assert len(enc._memo) == enc.MEMO_FRAMES
+    import copy
+    assert len(copy.deepcopy(enc)._memo) == 0
+
+
+def test_the_heads_dropout_drops_its_share_and_keeps_the_mean():
+    from hilserl_ros.learning.networks import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(512, 2560, requires_grad=True)
+    drop = Dropout(0.1)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.003 and abs(y.mean().item() - 1.0) < 0.01
+    y.sum().backward()  # gradients flow only through what was kept, scaled alike
+    assert x.grad.unique().tolist() == pytest.approx([0.0, 1 / 0.9], abs=1e-4)  # p to 1/65536
+    assert not torch.equal(drop(x), drop(x))  # a fresh mask each call
+    assert torch.equal(drop.eval()(x), x)  # acting: no dropout
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0)

@@ -68,14 +68,18 @@ class Policy(torch.nn.Module):
         """One normalised action in [-1, 1] for one observation (images uint8 [H, W, 3])."""
         device = self.device
         state = torch.as_tensor(np.asarray(obs, np.float32)).reshape(1, -1).to(device)
-        frames = None
-        if self.config.image_keys:
+        frames = cached = None
+        if self.config.image_keys and self.config.freeze_encoder:
+            # what the buffers keep of these frames: computed once for acting and storing
+            cached = {k: torch.tensor(v).unsqueeze(0).to(device)
+                      for k, v in self.encoder.camera_features(images).items()}
+        elif self.config.image_keys:
             frames = {k: torch.as_tensor(images[k]).permute(2, 0, 1).unsqueeze(0).to(device)
                       for k in self.config.image_keys}
         training = self.training
         self.eval()  # acting: no dropout in the image heads
         try:
-            features = self.encoder(state, frames)
+            features = self.encoder(state, frames, features=cached)
             action, _ = self.actor(features, deterministic=deterministic, generator=generator)
             if self.grasp is not None:
                 gripper = GraspCritic.to_command(self.grasp(features).argmax(-1))
