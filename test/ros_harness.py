@@ -111,6 +111,41 @@ class RosSession:
         self._thread.join(timeout=5)
 
 
+class ForgetfulServer:
+    """A service served by hand on its own context: the first ``drop`` requests are taken and
+    never answered, as replies the network lost; later ones get ``answer(request)``.
+    ``taken`` lists every request."""
+
+    def __init__(self, srv_type, name: str, drop: int, answer: Callable[[Any], Any]):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node("forgetful", context=self.context)
+        self.srv_type, self.answer, self.drop = srv_type, answer, drop
+        self.srv = self.node.create_service(srv_type, name, lambda req, res: res)
+        self.taken: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            with self.srv.handle:
+                taken = self.srv.handle.service_take_request(self.srv_type.Request)
+            if taken is None or taken[0] is None:
+                time.sleep(0.005)
+                continue
+            request, header = taken
+            self.taken.append(request)
+            if len(self.taken) > self.drop:
+                self.srv.send_response(self.answer(request), header)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
 class NodeProcess:
     """A node running as its own process, with its output kept for assertions."""
 

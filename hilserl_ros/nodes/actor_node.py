@@ -74,6 +74,9 @@ from hilserl_ros.ros.messages import joint_positions, seconds as _seconds, subsc
 from hilserl_ros.ros.runner import run_node
 from hilserl_ros.ros.validation import DropCounter, worth_telling
 
+RESET_REPLY_GRACE = 2.0  # s without a reset reply before the next episode's task state may stand in for it
+RESET_WAIT_WARNING = 10.0  # s of neither before the wait is logged
+
 PARAMS = [
     ParamSpec("control_rate", 10.0, "policy steps per second", min=1.0, max=100.0, unit="Hz"),
     ParamSpec("max_episode_steps", 100, "steps before an episode is cut (truncated)", min=1, max=100000),
@@ -142,6 +145,7 @@ class ActorNode(Node):
         self.episode = 1
         self._new_episode()
         self.resetting = False
+        self.reset_call = None  # (future, monotonic time sent, warned) of the reset in flight
 
         self.cmd_pub = self.create_publisher(EndEffectorCommand, topics.EE_COMMAND, qos.EVENTS)
         self.transition_pub = self.create_publisher(Transition, topics.TRANSITIONS, qos.TRANSITIONS)
@@ -159,6 +163,9 @@ class ActorNode(Node):
             self.view_pubs[camera.name] = self.create_publisher(Image, f"/actor/view/{camera.name}", qos.SENSOR)  # topics.POLICY_VIEW_*
         # resending runs on the wall clock: it must go on while simulated time stands still
         self.resend_timer = self.create_timer(0.2, self._resend, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        # a lockstep simulation waits for a command after a reset: nothing else calls _step then
+        self.create_timer(0.5, lambda: self.resetting and self._check_reset(),
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         # what acting costs here (cameras encoded + policy), and what each weights push weighs
         self.act_seconds: collections.deque = collections.deque(maxlen=500)
         self.weights_bytes = 0
@@ -301,7 +308,9 @@ class ActorNode(Node):
 
     def _step(self) -> None:
         if self.resetting:
-            return
+            self._check_reset()
+            if self.resetting:
+                return
         no_policy = self.policy is None and not self.params["act_without_weights"]
         # the first step waits for someone to take the transitions (learner or recorder):
         # training data nobody hears is never produced
@@ -479,13 +488,41 @@ class ActorNode(Node):
         self.min_task_episode = (self.task.episode + 1) if self.task is not None else 0
         self.task = None
         future = self.reset_client.call_async(Trigger.Request())
+        self.reset_call = (future, time.monotonic(), False)
         future.add_done_callback(self._after_reset)
 
+    def _check_reset(self) -> None:
+        """A reset whose reply never comes (DDS dropped it while discovery was unfinished on the
+        server's side): the next episode's task state is proof enough that the world was reset."""
+        if self.reset_call is None:
+            return
+        future, sent, warned = self.reset_call
+        waited = time.monotonic() - sent
+        if future.done() or waited < RESET_REPLY_GRACE:
+            return
+        name = self.reset_client.srv_name
+        if self.task is not None:  # of the episode after the reset (_on_task drops older ones)
+            self.reset_client.remove_pending_request(future)
+            self.reset_call = None
+            self.get_logger().warning(f"no reply from {name} in {waited:.1f} s, but episode {self.task.episode}'s "
+                                      f"task state came: the reply was lost; going on")
+            self._reset_done()
+        elif not warned and waited > RESET_WAIT_WARNING:
+            self.reset_call = (future, sent, True)
+            self.get_logger().warning(f"waiting {waited:.0f} s for {name} to reply or the next episode to start; "
+                                      f"nothing acts until one does")
+
     def _after_reset(self, future) -> None:
-        self.resetting = False
+        if self.reset_call is None or self.reset_call[0] is not future:
+            return  # given up on above
+        self.reset_call = None
         reply = future.result()
         if reply is not None and not reply.success:
             self.get_logger().error(f"reset refused: {reply.message}")
+        self._reset_done()
+
+    def _reset_done(self) -> None:
+        self.resetting = False
         if self.lockstep:
             self.stop_arm()  # the simulation may be waiting for a command at a boundary
 
