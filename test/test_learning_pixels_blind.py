@@ -1,6 +1,6 @@
 """The control of test_learning_pixels.py's reach from pixels on an unseen cell: the same run
 (seed, cell, configuration, scripted operator) with black camera frames must not reach the bar
-in half as many steps again as the seeing runs needed. What was learnt came from the
+in more steps than the seeing runs needed (BLIND_STEPS). What was learnt came from the
 pictures, not from the proprioception or the operator's help. A file of its own, so that a
 parallel worker runs it beside the seeing run."""
 import dataclasses
