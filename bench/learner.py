@@ -231,8 +231,12 @@ def main(argv=None) -> int:
     pick = interleaved({"hilserl_ros": lambda f=ours(pick_cfg, 600, images=True): f(frozen_steps)},
                        {"hilserl_ros": frozen_steps}, frozen_repeats)["hilserl_ros"]
     encoder = SACAgent(pick_cfg).encoder
-    frame = {k: np.random.default_rng(1).integers(0, 256, (IMG, IMG, 3), dtype=np.uint8) for k in pick_cfg.image_keys}
-    arrival = interleaved({"encode": lambda: [encoder.camera_features(frame) for _ in range(20)]}, {"encode": 20},
+    # 20 different steps' frames in turn: the encoder remembers its last 8 frames (a frame is
+    # asked for again by the actor and the next transition), so one frame over and over would
+    # time that memory, not the encoder
+    rng = np.random.default_rng(1)
+    steps = [{k: rng.integers(0, 256, (IMG, IMG, 3), dtype=np.uint8) for k in pick_cfg.image_keys} for _ in range(20)]
+    arrival = interleaved({"encode": lambda: [encoder.camera_features(frame) for frame in steps]}, {"encode": 20},
                           frozen_repeats)["encode"]
     print(f"[bench] learner's pixel configuration (pick_cube: 2 cameras + 9 state values, LayerNorm critics, UTD 2, "
           f"cached features): {pick['median']:.1f} updates/s (min {pick['min']:.1f}, max {pick['max']:.1f}); "
@@ -260,7 +264,7 @@ def main(argv=None) -> int:
     default_rate = interleaved({"hilserl_ros": lambda f=ours(default_pick, 600, images=True): f(frozen_steps)},
                                {"hilserl_ros": frozen_steps}, frozen_repeats)["hilserl_ros"]
     default_encoder = SACAgent(default_pick).encoder
-    default_arrival = interleaved({"encode": lambda: [default_encoder.camera_features(frame) for _ in range(20)]},
+    default_arrival = interleaved({"encode": lambda: [default_encoder.camera_features(frame) for frame in steps]},
                                   {"encode": 20}, frozen_repeats)["encode"]
     print(f"[bench] learner's default pixel configuration (pick_cube, {DEFAULT_ENCODER}, heads on cached maps, "
           f"UTD 2): {default_rate['median']:.1f} updates/s; the backbone on a step's two frames on arrival: "
