@@ -34,7 +34,7 @@ def demonstration_graph(graph: Graph, bag_name: str) -> Graph:
     """The training graph minus the learner; the actor steps without weights, the scripted
     operator drives every step, the recorder writes to ``bag_name``."""
     def adapt(spec: NodeSpec) -> NodeSpec:
-        extra = {"actor": {"act_without_weights": True}, "scripted_human": {"mode": "demonstrate"},
+        extra = {"actor": {"act_without_weights": True, "wait_for_operator": True}, "scripted_human": {"mode": "demonstrate"},
                  "recorder": {"bag_name": bag_name}}.get(spec.name)
         return dataclasses.replace(spec, parameters={**spec.parameters, **extra}) if extra else spec
 

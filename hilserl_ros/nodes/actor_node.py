@@ -101,6 +101,9 @@ PARAMS = [
     *observation_params("which observation of that file: state (simulation only) | pixels"),
     ParamSpec("act_without_weights", False, "step before any weights arrived, holding still unless the operator "
               "drives (recording demonstrations without a learner)", read_only=True),
+    ParamSpec("wait_for_operator", False, "the first step waits for an operator publishing on /intervention "
+              "(recording demonstrations: steps before the operator is up would be the arm holding still, "
+              "recorded as demonstrations)", read_only=True),
 ]
 
 
@@ -315,11 +318,14 @@ class ActorNode(Node):
         # the first step waits for someone to take the transitions (learner or recorder):
         # training data nobody hears is never produced
         no_sink = self.total_steps == 0 and self.transition_pub.get_subscription_count() == 0
-        if no_policy or no_sink or self.joints is None or self.ee is None or self.task is None:
+        no_operator = (self.total_steps == 0 and self.params["wait_for_operator"]
+                       and self.count_publishers(topics.INTERVENTION) == 0)
+        if no_policy or no_sink or no_operator or self.joints is None or self.ee is None or self.task is None:
             if not self._waiting_logged:
                 missing = [n for n, v in (("weights", None if no_policy else True), ("joint states", self.joints),
                                           ("EE pose", self.ee), ("task state", self.task),
-                                          ("a subscriber of the transitions", None if no_sink else True))
+                                          ("a subscriber of the transitions", None if no_sink else True),
+                                          ("the operator on /intervention", None if no_operator else True))
                            if v is None]
                 self.get_logger().info(f"waiting for {', '.join(missing)} before acting")
                 self._waiting_logged = True
