@@ -66,6 +66,7 @@ class FaultRun:
         os.makedirs(workdir, exist_ok=True)
         self.log = open(os.path.join(workdir, "graph.log"), "a", buffering=1)
         overrides = {"time_scale": str(time_scale), "foxglove": str(foxglove).lower(),
+                     "foxglove_port": "0",  # any free port: never a user's own bridge on 8765
                      "checkpoint_dir": os.path.join(workdir, "checkpoints"),
                      "spool_dir": os.path.join(workdir, "spool")}
         self.session = GraphSession(fault_graph(checkpoint_period, actor_respawn), overrides, out=self.log,

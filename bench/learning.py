@@ -181,7 +181,8 @@ def main(argv=None) -> int:
         else:
             command = [sys.executable, "-m", "hilserl_ros.train", "--minutes", str(budget), "--target", str(target),
                        "--demos", str(demos), "--run-dir", out, "--result-json", result, f"task:={task}",
-                       f"seed:={seed}", f"observation:={opts.observation}"]
+                       f"seed:={seed}", f"observation:={opts.observation}",
+                       "foxglove:=false"]  # as the published runs were measured; parallel jobs share no port
         record = run(command, out + ".log", result)
         record.setdefault("demos", demos)
         record["command"] = " ".join([os.path.basename(command[0])] + command[1:]).replace(workdir, "$WORKDIR")

@@ -18,6 +18,34 @@ from urllib.parse import unquote, urlsplit
 
 from rcl_interfaces.msg import ParameterType, ParameterValue
 
+# --------------------------------------------------------------------------- the server's address
+
+
+def ws_url(address: str, port: int) -> str:
+    """What a Foxglove client opens: ws://127.0.0.1:8765, ws://[::1]:8765."""
+    host = f"[{address}]" if ":" in address else address
+    return f"ws://{host}:{port}"
+
+
+def port_in_use(error: str) -> bool:
+    """Whether a foxglove-sdk start_server error is EADDRINUSE (the SDK raises a plain
+    RuntimeError with the OS error's text)."""
+    return "Address already in use" in error or "os error 98" in error
+
+
+def bind_failure_message(address: str, port: int, error: str, retry_period: float) -> str:
+    """The one line logged when the server cannot bind: which port, why, how to choose another."""
+    if port_in_use(error):
+        other = port + 1 if port < 65535 else port - 1
+        return (f"Foxglove bridge NOT serving: port {port} on {address} is in use (another run's bridge?). Choose "
+                f"another port with the launch argument foxglove_port:={other} (0: any free one); until then port "
+                f"{port} is tried every {retry_period:g} s")
+    reason = error.removeprefix("FoxgloveError: ")
+    return (f"Foxglove bridge NOT serving: cannot bind {address}:{port} ({reason}). Choose the address with the "
+            f"launch argument foxglove_address:= (127.0.0.1: this machine) and the port with foxglove_port:=; "
+            f"until then it is tried every {retry_period:g} s")
+
+
 # --------------------------------------------------------------------------- parameters
 
 # Foxglove sees one flat parameter list; like the official ros-foxglove-bridge, a ROS

@@ -9,10 +9,11 @@ Run ``python hilserl_ros/graph.py --entry-points`` to list ``executable=module:f
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 PACKAGE = "hilserl_ros"
 
@@ -29,6 +30,7 @@ class LaunchArg:
     description: str
     choices: tuple[str, ...] = ()
     kind: type = str  # type of the parameters it sets: str, bool, int or float
+    check: Callable[[str], str | None] | None = None  # why a value is refused, or None
 
     def typed(self, value: str) -> object:
         """The parameter value for ``value`` (launch arguments are strings)."""
@@ -71,6 +73,27 @@ class NodeSpec:
         return f"{self.executable}={self.module}:main"
 
 
+def port_problem(value: str) -> str | None:
+    """Why ``value`` is not a TCP port to listen on, or None (0 = any free port)."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    return None if 0 <= port <= 65535 else "is not a port: use a number from 1 to 65535 (0: any free port)"
+
+
+def address_problem(value: str) -> str | None:
+    """Why ``value`` is not an address a server here can bind to, or None."""
+    if value == "localhost":
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return ("is not an IP address: use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface, "
+                "which opens every node's parameters to the network)")
+    return None
+
+
 LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
     LaunchArg("use_sim", "true", "MuJoCo SO-101 (true) or the real arm on `port` (false)", ("true", "false"), bool),
     LaunchArg("task", "reach", "Simulated task", ("reach", "pick_cube")),
@@ -84,7 +107,13 @@ LAUNCH_ARGUMENTS: tuple[LaunchArg, ...] = (
               "is not none", ("auto", "true", "false")),
     LaunchArg("record", "false", "Record the run as a rosbag2 (MCAP) directory", ("true", "false"), bool),
     LaunchArg("bag_dir", "runs", "Directory that receives recorded bags"),
-    LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (localhost)", ("true", "false"), bool),
+    LaunchArg("foxglove", "true", "Start the Foxglove WebSocket bridge (ws://127.0.0.1:8765 by default)",
+              ("true", "false"), bool),
+    LaunchArg("foxglove_port", "8765", "Port of the Foxglove bridge (ws://<address>:<port>); 0 = any free port, "
+              "logged by the bridge", kind=int, check=port_problem),
+    LaunchArg("foxglove_address", "127.0.0.1", "Interface the Foxglove bridge binds to: 127.0.0.1 = this machine "
+              "only; 0.0.0.0 = every interface, which opens every node's parameters to the network",
+              check=address_problem),
     LaunchArg("gamepad", "true", "Read a gamepad and publish /joy (set false when joy_node runs)", ("true", "false"), bool),
     LaunchArg("observation", "auto", "What the policy observes (config/observation/<task>.yaml): state "
               "(joints, EE, goal: simulation only) or pixels (cameras + proprioception); auto = state in "
@@ -265,6 +294,7 @@ NODES: tuple[NodeSpec, ...] = (
         module="hilserl_ros.nodes.foxglove_bridge_node",
         description="Foxglove WebSocket bridge on localhost: topics, parameters",
         params_file="foxglove.yaml",
+        arg_parameters={"port": "foxglove_port", "address": "foxglove_address"},
         only_if="foxglove",
         respawn=True,
     ),
@@ -319,6 +349,9 @@ class Graph:
             arg = known[name]
             if arg.choices and str(value).lower() not in arg.choices:
                 raise ValueError(f"launch argument {name}:={value} is not one of {', '.join(arg.choices)}")
+            problem = arg.check(str(value)) if arg.check else None
+            if problem:
+                raise ValueError(f"launch argument {name}:={value} {problem}")
             values[name] = str(value)
         simulated = parse_bool(values.get("use_sim", "true"), "use_sim")
         if values.get("observation") == "auto":

@@ -1,5 +1,7 @@
 """ros2 launch hilserl_ros train.launch.py [use_sim:=true] [task:=reach] [port:=/dev/ttyACM0] ...
 
+    ... [foxglove:=true] [foxglove_port:=8765] [foxglove_address:=127.0.0.1]  (the Foxglove bridge)
+
 Builds its actions from the one description of the graph (hilserl_ros.graph), the same one
 the project launcher (python -m hilserl_ros.launcher) starts where ros2 launch is absent.
 """

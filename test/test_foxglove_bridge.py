@@ -3,13 +3,15 @@ the `websockets` library) speaking the Foxglove WebSocket protocol to the bridge
 test's own ROS domain. Topics arrive as cdr/ros2msg channels and decode to what was
 published; the Parameters panel's get/set reach a real node's parameters (refusals leave the
 value alone); meshes are served, escapes refused; /tf from /joint_states matches Pinocchio
-FK. Plus the layout file shipped for the Foxglove app."""
+FK; the port comes from the launch argument, and a busy one is one line, not a crash. Plus the
+layout file shipped for the Foxglove app."""
 from __future__ import annotations
 
 import json
 import math
 import os
 import re
+import socket
 import struct
 import threading
 from contextlib import ExitStack
@@ -30,15 +32,17 @@ from websockets.sync.client import connect
 from hilserl_ros import topics
 from hilserl_ros.foxglove_bridge import (
     AssetResolver,
+    bind_failure_message,
     hilserl_asset_resolver,
     lerobot_mesh_directory,
     native_to_ros,
     split_parameter_name,
     to_foxglove_parameter,
 )
-from hilserl_ros.graph import share_dir
+from hilserl_ros.graph import TRAIN_GRAPH, share_dir
 from hilserl_ros.hardware.bus import JOINT_NAMES
 from hilserl_ros.kinematics import SO101Kinematics
+from hilserl_ros.launcher import node_command
 from hilserl_ros.msg import EpisodeStats
 from hilserl_ros.nodes.foxglove_bridge_node import FoxgloveBridgeNode
 from hilserl_ros.nodes.scripted_human_node import ScriptedHumanNode
@@ -525,7 +529,129 @@ def test_the_parameter_file_sets_only_declared_parameters_with_their_types():
     assert values.keys() <= declared.keys(), values.keys() - declared.keys()
     for name, value in values.items():
         assert type(value) is type(declared[name].default), name
-    assert values["address"] == "127.0.0.1"  # localhost unless told otherwise
+    # address and port are launch arguments: a value here would be one more place to change them
+    assert "address" not in values and "port" not in values
+    arguments = {a.name: a.default for a in TRAIN_GRAPH.arguments}
+    assert arguments["foxglove_address"] == declared["address"].default == "127.0.0.1"  # localhost unless told
+    assert int(arguments["foxglove_port"]) == declared["port"].default == 8765
+
+
+# --------------------------------------------------------------------------- the port
+
+
+def listening_socket() -> socket.socket:
+    """A port taken the way another program (another run's bridge) takes it."""
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    return squatter
+
+
+def free_port() -> int:
+    with listening_socket() as probe:
+        return probe.getsockname()[1]
+
+
+def bridge_command(*launch_args: str) -> list[str]:
+    """The bridge's ROS arguments as the project launcher builds them for these launch arguments."""
+    args = TRAIN_GRAPH.resolve_arguments(dict(a.split(":=", 1) for a in launch_args))
+    (spec,) = [s for s in TRAIN_GRAPH.active_nodes(args) if s.name == "foxglove_bridge"]
+    command = node_command(spec, args, arguments=TRAIN_GRAPH.arguments)
+    assert command[1:4] == ["-m", spec.module, "--ros-args"]
+    return command[4:]
+
+
+def test_the_port_launch_argument_is_the_port_a_client_connects_to(node_process):
+    port = free_port()
+    bridge = node_process("hilserl_ros.nodes.foxglove_bridge_node", *bridge_command(f"foxglove_port:={port}"),
+                          "-p", "parameter_timeout:=10.0")
+    bridge.wait_output(f"listening on ws://127.0.0.1:{port}", timeout=30)
+    client = FoxgloveClient(port)
+    try:
+        assert client.wait_op("serverInfo")["name"] == "hilserl_ros"
+        assert client.get_parameters(["/foxglove_bridge.port"]) == {"/foxglove_bridge.port": port}
+    finally:
+        client.close()
+    assert bridge.stop() == 0
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("foxglove_port", "70000"), ("foxglove_port", "-1"), ("foxglove_port", "eighty"),
+    ("foxglove_address", "my laptop"),
+])
+def test_a_bad_port_or_address_is_refused_before_anything_starts(argument, value):
+    with pytest.raises(ValueError, match=rf"^launch argument {argument}:={re.escape(value)} is not"):
+        TRAIN_GRAPH.resolve_arguments({argument: value})
+
+
+def test_a_busy_port_is_one_line_and_the_same_process_serves_once_it_is_free(node_process):
+    with listening_socket() as squatter:
+        port = squatter.getsockname()[1]
+        bridge = node_process("hilserl_ros.nodes.foxglove_bridge_node", *bridge_command(f"foxglove_port:={port}"),
+                              "-p", "bind_retry_period:=0.2", "--log-level", "foxglove_bridge:=debug")
+        # the retries are at debug level: quiet in a normal run, countable here
+        wait_for(lambda: bridge.output.count("still unavailable") >= 3, 60,
+                 f"three quiet retries of the busy port:\n{bridge.output}")
+        assert bridge.proc.poll() is None  # up, not crashed into a respawn
+    bridge.wait_output(f"listening on ws://127.0.0.1:{port}", timeout=60)
+    client = FoxgloveClient(port)
+    try:
+        assert client.wait_op("serverInfo")["name"] == "hilserl_ros"
+    finally:
+        client.close()
+    said = [line for line in bridge.lines if "NOT serving" in line]
+    assert len(said) == 1, bridge.output
+    assert "WARN" in said[0] and f"port {port} on 127.0.0.1 is in use" in said[0]
+    assert "foxglove_port:=" in said[0]  # how to choose another
+    assert "Traceback" not in bridge.output and "ERROR" not in bridge.output
+    assert bridge.stop() == 0
+
+
+def test_a_bridge_that_binds_late_serves_the_topics_it_found_meanwhile(ros):
+    with listening_socket() as squatter:
+        port = squatter.getsockname()[1]
+        bridge = ros.add(FoxgloveBridgeNode(context=ros.context, parameter_overrides=[
+            Parameter("port", value=port), Parameter("discovery_period", value=0.2),
+            Parameter("bind_retry_period", value=0.2)]))
+        assert bridge.server is None and bridge.port is None
+        talker = ros.node("fox_early_talker")
+        pub = talker.create_publisher(String, "/fox_early", 10)
+        wait_for(lambda: "/fox_early" in bridge._relays, 30, "the bridge to find /fox_early while not serving")
+    wait_for(lambda: bridge.port == port, 60, f"the bridge to take port {port} once it is free")
+    client = FoxgloveClient(port)
+    try:
+        sub_id = client.subscribe(client.wait_channel("/fox_early"))
+        ros.wait_for_subscribers(pub, timeout=30)  # the bridge subscribes once a client does
+        pub.publish(String(data="late but here"))
+        _, payload = client.wait_message(sub_id)
+        assert deserialize_message(payload, String).data == "late but here"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("error", [
+    "FoxgloveError: Failed to bind port: Address already in use (os error 98)",
+    "FoxgloveError: Failed to bind port: Cannot assign requested address (os error 99)",
+])
+def test_a_bind_failure_is_one_line_saying_which_launch_argument_changes_it(error):
+    line = bind_failure_message("127.0.0.1", 8765, error, 10.0)
+    assert "\n" not in line and "8765" in line
+    if "in use" in error:
+        assert "port 8765 on 127.0.0.1 is in use" in line and "foxglove_port:=8766" in line
+    else:
+        assert "Cannot assign requested address" in line and "foxglove_address:=" in line
+        assert "FoxgloveError" not in line
+
+
+def test_the_sdk_reports_a_busy_port_in_the_words_the_bridge_looks_for():
+    import foxglove
+
+    from hilserl_ros.foxglove_bridge import port_in_use
+
+    with listening_socket() as squatter:
+        with pytest.raises(RuntimeError) as caught:
+            foxglove.start_server(host="127.0.0.1", port=squatter.getsockname()[1], context=foxglove.Context())
+    assert port_in_use(str(caught.value)), caught.value
 
 
 # --------------------------------------------------------------------------- core pieces

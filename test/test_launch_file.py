@@ -205,3 +205,17 @@ def test_the_real_arms_driver_gets_torque_off_when_it_dies_uncleanly(launch_modu
     assert handler.on_exit(types.SimpleNamespace(returncode=0), None) == []  # it turned torque off itself
     _, sim = evaluate(launch_module, {"use_sim": "true"}, with_handlers=True)
     assert not [a for a in sim if isinstance(a, RegisterEventHandler)]
+
+
+def test_the_foxglove_port_and_address_are_launch_arguments_of_the_bridge(launch_module):
+    def bridge_parameters(overrides):
+        _, actions = evaluate(launch_module, overrides)
+        bridge = next(a for a in actions if a.kwargs["name"] == "foxglove_bridge")
+        return next(p for p in bridge.kwargs["parameters"] if isinstance(p, dict))
+
+    assert bridge_parameters({}) == {"port": 8765, "address": "127.0.0.1"}  # localhost unless told otherwise
+    # an int, as the node declares it: a string would be refused by its parameter type
+    assert bridge_parameters({"foxglove_port": "8766", "foxglove_address": "0.0.0.0"}) == {
+        "port": 8766, "address": "0.0.0.0"}
+    with pytest.raises(ValueError, match=r"foxglove_port:=65536 is not a port"):
+        evaluate(launch_module, {"foxglove_port": "65536"})

@@ -21,7 +21,10 @@ over the Foxglove WebSocket protocol (foxglove-sdk's server), on localhost by de
   mesh requests (package://hilserl_ros/urdf/meshes/...), so the 3D panel shows the arm.
 
 Bad input (malformed joint states, failing callbacks, types without an installed
-definition) is counted and logged once per kind; the bridge keeps going.
+definition) is counted and logged once per kind; the bridge keeps going. So does a port it
+cannot bind (another program has it): one line says so and how to choose another port, and the
+node stays up without serving, trying the port again every ``bind_retry_period``; exiting
+instead would only have it respawned into the same busy port, over and over.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from sensor_msgs.msg import JointState
 from hilserl_ros import topics
 from hilserl_ros.foxglove_bridge import (
     RobotModel,
+    bind_failure_message,
     foxglove_parameter_name,
     frame_transforms_message,
     hilserl_asset_resolver,
@@ -53,6 +57,7 @@ from hilserl_ros.foxglove_bridge import (
     split_parameter_name,
     string_message_cdr,
     to_foxglove_parameter,
+    ws_url,
 )
 from hilserl_ros.graph import share_dir
 from hilserl_ros.recording.types import message_class, shared_types
@@ -67,9 +72,12 @@ STRING_TYPE = "std_msgs/msg/String"
 
 PARAMS = [
     ParamSpec("address", "127.0.0.1", "interface the WebSocket server binds to (127.0.0.1: this machine only; "
-              "0.0.0.0 exposes the graph's parameters to the network)", read_only=True),
-    ParamSpec("port", 8765, "WebSocket port (0 = any free port; the bound port is logged)", min=0, max=65535,
+              "0.0.0.0 exposes the graph's parameters to the network); launch argument foxglove_address",
               read_only=True),
+    ParamSpec("port", 8765, "WebSocket port (0 = any free port; the bound port is logged); launch argument "
+              "foxglove_port", min=0, max=65535, read_only=True),
+    ParamSpec("bind_retry_period", 10.0, "seconds between tries to bind a port that was in use", min=0.1,
+              max=3600.0, unit="s", read_only=True),
     ParamSpec("topics", [".*"], "regular expressions (whole topic name) of the topics to relay",
               validator=regex_problem),
     ParamSpec("exclude_topics", ["/parameter_events", "/rosout"], "... except the topics matching these",
@@ -132,22 +140,48 @@ class FoxgloveBridgeNode(Node):
         self._sync_wake = self.create_guard_condition(self._sync_subscriptions)
         self.parameters = ParameterGateway(self, ReentrantCallbackGroup(), self._report)
 
-        address, port = self.params["address"], self.params["port"]
+        # Channels live in this context whether or not the server is up: a server that binds
+        # late advertises them all to its clients.
         self.foxglove_context = foxglove.Context()
-        try:
-            self.server = foxglove.start_server(
-                name="hilserl_ros", host=address, port=port, capabilities=[Capability.Parameters],
-                server_listener=_Listener(self), asset_handler=hilserl_asset_resolver(share_dir()),
-                context=self.foxglove_context)
-        except Exception as exc:
-            raise RuntimeError(f"cannot serve Foxglove on {address}:{port}: {exc}") from exc
-        self.port = self.server.port
-        self.get_logger().info(f"Foxglove bridge listening on ws://{address}:{self.port}")
+        self.server = None  # set once bound; read by the SDK's thread too (one assignment)
+        self.port: int | None = None
+        self._bind_error: str | None = None
+        self._bind_timer = None
+        self._server_lock = threading.Lock()  # a retry never starts a server that close() would miss
+        if not self._serve():
+            self._bind_timer = self.create_timer(self.params["bind_retry_period"], self._retry_bind)
 
         self.create_subscription(ParameterEvent, "/parameter_events", self._on_parameter_event,
                                  qos_profile_parameter_events)
         self._discover()
         self._discovery_timer = self.create_timer(self.params["discovery_period"], self._discover)
+
+    # ------------------------------------------------------------------ the server
+    def _serve(self) -> bool:
+        """Starts the WebSocket server; False (logged once per reason) when it cannot bind."""
+        address, port = self.params["address"], self.params["port"]
+        try:
+            server = foxglove.start_server(
+                name="hilserl_ros", host=address, port=port, capabilities=[Capability.Parameters],
+                server_listener=_Listener(self), asset_handler=hilserl_asset_resolver(share_dir()),
+                context=self.foxglove_context)
+        except RuntimeError as exc:  # the SDK's bind errors (in use, no such address)
+            error = str(exc)
+            if error != self._bind_error:  # the same failure every retry: said once
+                self._bind_error = error
+                self.get_logger().warning(
+                    bind_failure_message(address, port, error, self.params["bind_retry_period"]))
+            else:
+                self.get_logger().debug(f"{address}:{port} still unavailable: {error}")
+            return False
+        self.server, self.port = server, server.port
+        self.get_logger().info(f"Foxglove bridge listening on {ws_url(address, self.port)}")
+        return True
+
+    def _retry_bind(self) -> None:
+        with self._server_lock:
+            if self._closed or self._serve():
+                self._bind_timer.cancel()
 
     # ------------------------------------------------------------------ discovery
     def _discover(self) -> None:
@@ -358,16 +392,18 @@ class FoxgloveBridgeNode(Node):
                     value = to_foxglove_parameter(name, param.value)
                     if value is not None:
                         changed.append(value)
-            if changed:
-                self.server.publish_parameter_values(changed)
+            server = self.server
+            if changed and server is not None:
+                server.publish_parameter_values(changed)
         except Exception as exc:
             self._fault("parameter event", exc)
 
     def _report(self, message: str) -> None:
         """A refused parameter change: in our log and in the client's problem list."""
         self.get_logger().warning(message)
-        if not self._closed:
-            self.server.publish_status(message, StatusLevel.Warning)
+        server = self.server
+        if not self._closed and server is not None:
+            server.publish_status(message, StatusLevel.Warning)
 
     # ------------------------------------------------------------------ faults, shutdown
     def _skip_once(self, key: str, message: str) -> None:
@@ -383,11 +419,15 @@ class FoxgloveBridgeNode(Node):
         self.faults.drop(kind)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._discovery_timer.cancel()  # no more channels or subscriptions from here on
-        self.server.stop()
+        with self._server_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._discovery_timer.cancel()  # no more channels or subscriptions from here on
+            if self._bind_timer is not None:
+                self._bind_timer.cancel()
+            if self.server is not None:
+                self.server.stop()
 
 
 class ParameterGateway:
