@@ -124,6 +124,7 @@ class ManagedNode:
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
     cpu_before: float = 0.0  # CPU seconds of its earlier (dead) processes
     cpu_now: float = 0.0  # ... of the running one, last read
+    deaths: list = field(default_factory=list)  # one line per unrequested death: how, and its last words
 
     @property
     def cpu_seconds(self) -> float:
@@ -248,6 +249,7 @@ class Launcher:
                     self.say(f"{managed.spec.name}: exited cleanly after {ran:.1f} s")
                 else:
                     how = f"killed by {signal_name(code)}" if code < 0 else f"exit code {code}"
+                    managed.deaths.append(f"{how} after {ran:.0f} s" + _last_words(managed.tail))
                     self.say(f"{managed.spec.name}: DIED ({how}) after {ran:.1f} s; its last lines:")
                     with self._lock:
                         for line in managed.tail:
@@ -405,6 +407,20 @@ class Launcher:
             if managed.status == "respawning":
                 managed.status = "stopped"
 
+    def trouble(self) -> list[str]:
+        """One line per node that died on its own or is not running as it should, for a
+        person's last look at a run (``make train``'s final message): empty when all went well."""
+        lines = []
+        for managed in self.nodes:
+            if not managed.deaths and managed.status not in ("died",):
+                continue
+            fate = {"died": "and stayed down", "respawning": "(respawn pending)"}.get(
+                managed.status, f"and was respawned ({managed.restarts}x)" if managed.restarts else "")
+            times = len(managed.deaths)
+            lines.append(f"{managed.spec.name} died {times} time{'s' if times != 1 else ''} {fate}".rstrip()
+                         + (f"; last: {managed.deaths[-1]}" if managed.deaths else ""))
+        return lines
+
     def _summary(self) -> None:
         self.say("summary (cpu: CPU seconds the node used, and its share of all nodes'):")
         total = sum(m.cpu_seconds for m in self.nodes) or 1.0
@@ -412,6 +428,19 @@ class Launcher:
             code = managed.process.returncode if managed.process is not None else None
             self.say(f"  {managed.spec.name:18s} {managed.status:10s} exit={code} restarts={managed.restarts} "
                      f"cpu={managed.cpu_seconds:.1f} s ({100 * managed.cpu_seconds / total:.0f}%)")
+        for line in self.trouble():
+            self.say(f"  trouble: {line}")
+
+
+def _last_words(tail) -> str:
+    """The line of a dead node's output that says why: the runner's exit reason or the last
+    error, else its last line."""
+    lines = [line.strip() for line in tail if line.strip()]
+    for marker in ("[runner] exit", "Error", "FATAL", "ERROR"):
+        hits = [line for line in lines if marker in line]
+        if hits:
+            return ": " + hits[-1][:300]
+    return (": " + lines[-1][:300]) if lines else ""
 
 
 def load_graph(ref: str) -> Graph:

@@ -31,7 +31,8 @@ from hilserl_ros.msg import EpisodeStats, LearnerStats
 from hilserl_ros.ros import qos, service
 from hilserl_ros.srv import SaveCheckpoint
 
-ECHO = ("[ACTOR] Episode", "DIED", "alpha collapse", "resumed from", "Traceback", "Error")
+ECHO = ("[ACTOR] Episode", "DIED", "alpha collapse", "resumed from", "Traceback", "Error", "Foxglove bridge",
+        "[runner]")
 
 
 class TeeLog:
@@ -60,6 +61,8 @@ class Monitor:
         self.stat_rows: list[dict] = []
         self.window = window
         self.lock = threading.Lock()
+        self.update_advanced_at: float | None = None  # monotonic time the learner's update_step last grew
+        self.received_advanced_at: float | None = None  # ... its transitions_received
         self.node.create_subscription(EpisodeStats, topics.EPISODE_STATS, self._on_episode, qos.EVENTS)
         self.node.create_subscription(LearnerStats, topics.LEARNER_STATS, self._on_stats, qos.EVENTS)
         self.save = self.node.create_client(SaveCheckpoint, topics.SAVE_CHECKPOINT)
@@ -69,7 +72,12 @@ class Monitor:
             self.episodes.append(msg)
 
     def _on_stats(self, msg: LearnerStats) -> None:
+        now = time.monotonic()
         with self.lock:
+            if self.stats is None or msg.update_step > self.stats.update_step:
+                self.update_advanced_at = now
+            if self.stats is None or msg.transitions_received > self.stats.transitions_received:
+                self.received_advanced_at = now
             self.stats = msg
             self.stat_rows.append({"update": msg.update_step, "alpha": msg.alpha, "entropy": msg.entropy,
                                    "target_entropy": msg.target_entropy, "critic_loss": msg.critic_loss,
@@ -101,6 +109,32 @@ class Monitor:
             "env_steps": self.episodes[-1].total_steps if self.episodes else 0,
             "updates": stats.update_step if stats else 0,
         }
+
+
+STALL_SECONDS = 30.0  # no update for this long while transitions kept arriving: training has stopped
+
+
+def why_not(monitor: Monitor, launcher: Launcher, summary: dict, ended_at: float) -> str:
+    """What most likely kept a run from its target, from what is known rather than guessed:
+    a node that died, a learner whose training stopped, one that never started, else alpha."""
+    trouble = launcher.trouble()
+    if trouble:
+        return "node trouble: " + " | ".join(trouble)
+    with monitor.lock:
+        stats, updated, received = monitor.stats, monitor.update_advanced_at, monitor.received_advanced_at
+    if stats is None:
+        return "the learner published no statistics at all: is /learner running? (see graph.log)"
+    if stats.update_step == 0:
+        return (f"the learner had not started training ({stats.transitions_received} transitions received; it "
+                f"starts at its training_starts parameter)")
+    if updated is not None and received is not None and received - updated > STALL_SECONDS:
+        return (f"the learner's training stopped at update {stats.update_step}, {ended_at - updated:.0f} s before "
+                f"the end, while transitions kept arriving (see graph.log)")
+    if ended_at - (updated or ended_at) > STALL_SECONDS:
+        return (f"the learner's updates stopped at update {stats.update_step}, {ended_at - updated:.0f} s before "
+                f"the end (see graph.log)")
+    return (f"look at alpha {summary['alpha']:.3f} (collapsed below the learner's alpha_floor?), intervention "
+            f"{summary['intervention']:.0%} (still high: the operator does the work)")
 
 
 def set_learner_parameter(node, name: str, value: float, timeout: float = 60.0) -> None:
@@ -220,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = opts.run_dir or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
-    overrides = {"time_scale": "3.0", "foxglove": "false", "checkpoint_dir": os.path.join(run_dir, "checkpoints"),
+    overrides = {"time_scale": "3.0", "checkpoint_dir": os.path.join(run_dir, "checkpoints"),
                  "spool_dir": os.path.join(run_dir, "spool"),
                  "bag_dir": run_dir}  # with record:=true the run's bag lands next to its plots
     overrides.update(parse_overrides(opts.arguments))
@@ -241,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[train] {opts.demos} demonstrations recorded in {demo_minutes:.1f} min; preloaded from "
               f"{overrides['demo_bags']}")
     log = TeeLog(os.path.join(run_dir, "graph.log"), lambda line: tqdm.write(line.strip()))
-    launcher = Launcher(TRAIN_GRAPH, overrides, out=log)
+    try:
+        launcher = Launcher(TRAIN_GRAPH, overrides, out=log)
+    except ValueError as err:  # a launch argument with a value it cannot take: say which, no traceback
+        print(f"[train] {err}", file=sys.stderr)
+        return 2
     print(f"[train] run directory {run_dir}; node output in {run_dir}/graph.log")
     print(f"[train] goal: success rate >= {opts.target:.0%} over {opts.window} episodes, at most {opts.minutes:g} min")
     runner = threading.Thread(target=launcher.run, kwargs={"install_signal_handlers": False}, daemon=True)
@@ -280,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     elapsed = time.monotonic() - start
     s = monitor.summary()
+    ended_at = time.monotonic()
     if monitor.save.wait_for_service(timeout_sec=5):
         future = monitor.save.call_async(SaveCheckpoint.Request())
         deadline = time.monotonic() + 60
@@ -287,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)
         if future.done() and future.result().success:
             print(f"[train] checkpoint {future.result().written_path}")
+        elif future.done():
+            print(f"[train] the end-of-run checkpoint FAILED: {future.result().message}")
+        else:
+            print("[train] the end-of-run checkpoint FAILED: /learner did not answer in 60 s")
+    else:
+        print("[train] no end-of-run checkpoint: /learner/save_checkpoint is not served")
     launcher.request_stop("training done")
     runner.join(timeout=60)
     history = write_history(run_dir, monitor)
@@ -306,15 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[train] history {history}, learner statistics {run_dir}/learner_stats.csv; all plots: "
           f"make report ARGS={run_dir}")
     if reached:
+        trouble = launcher.trouble()
         print(f"[train] reached {opts.target:.0%} policy success (no intervention) over {opts.window} episodes in "
               f"{minutes:.1f} min: {s['episodes']} episodes, {s['env_steps']} steps, intervention "
-              f"{s['intervention']:.0%}, alpha {s['alpha']:.3f}; plot {png}")
+              f"{s['intervention']:.0%}, alpha {s['alpha']:.3f}; plot {png}"
+              + (f" (node trouble on the way: {' | '.join(trouble)})" if trouble else ""))
     else:
         # the one line a person reads when it did not learn: what was reached, and where to look
         print(f"[train] did NOT reach {opts.target:.0%} policy success in {minutes:.1f} min (policy success "
-              f"{s['autonomous']:.0%}, with help {s['success']:.0%}, {s['episodes']} episodes): look at alpha "
-              f"{s['alpha']:.3f} (collapsed below the learner's alpha_floor?), intervention {s['intervention']:.0%} "
-              f"(still high: the operator does the work) and the plots in {png}")
+              f"{s['autonomous']:.0%}, with help {s['success']:.0%}, {s['episodes']} episodes): "
+              f"{why_not(monitor, launcher, s, ended_at)}; plots in {png}")
     return 0 if reached else 1
 
 

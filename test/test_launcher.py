@@ -96,6 +96,10 @@ def test_starts_graph_reports_crash_and_stops_everything_on_sigint(ros, launcher
     assert set(cpu) == {"talker", "crasher", "stubborn"}, launcher.output
     assert cpu["talker"] > 0.05  # importing rclpy and spinning alone costs that
     assert re.search(r"stubborn\s+killed\s+exit=-9", launcher.output), launcher.output
+    # the summary names the node that died on its own, and why (the same lines end `make train`)
+    assert re.search(r"trouble: crasher died 1 time and stayed down; last: exit code 1 after \d+ s: .*boom: injected "
+                     r"failure", launcher.output), launcher.output
+    assert "trouble: stubborn" not in launcher.output and "trouble: talker" not in launcher.output
     assert processes_with_marker(launcher.marker) == []
     assert "talker on-death command ran" not in launcher.output  # it stopped cleanly
 

@@ -26,6 +26,38 @@ RECORD_HEADER = struct.Struct("<QI")  # seq, length of the serialized transition
 SEGMENT_NAME = re.compile(r"^(?P<session>\d+)_(?P<first>\d+)\.spool$")
 
 
+# What a well-behaved actor can send; anything else is refused with the reason (a sender on the
+# DDS domain is not necessarily ours). An actor counts its steps from 1: 2**53 is 285,000 years
+# at 1 kHz (and the last integer a float or JSON reader keeps exactly).
+MAX_SEQ = 2 ** 53
+# How far a session's seq may run past the last one held without a hole. An actor re-sends what
+# its spool holds in order, so a bigger jump is not one of its transitions; it would also make
+# the gap count (and the tracker's memory) whatever the sender likes. 10 M: 11 days at 10 Hz.
+MAX_SEQ_AHEAD = 10_000_000
+MAX_SESSIONS = 4096  # actor sessions one learner tracks (a restart of an actor is a new session)
+
+
+def sequence_error(seq: int, session: int, tracker: "SequenceTracker | None", sessions: int) -> str | None:
+    """Why (``seq``, ``session``) cannot come from an actor (None if it can). ``tracker`` is the
+    session's, None for a session not seen yet; ``sessions`` is how many are tracked."""
+    if session == 0:
+        return "session 0 (an actor's session is its start time in ns)"
+    if seq == 0:
+        return "seq 0 (an actor numbers its transitions from 1)"
+    if seq > MAX_SEQ:
+        return "seq above 2**53 (no actor counts that far)"
+    if tracker is None:
+        if sessions >= MAX_SESSIONS:
+            return f"a new actor session past the {MAX_SESSIONS} this learner tracks (restart the learner)"
+        base = 0
+    else:
+        base = tracker.contiguous
+    if seq > base + MAX_SEQ_AHEAD:
+        return (f"seq more than {MAX_SEQ_AHEAD} past the session's last contiguous seq (an actor re-sends in "
+                f"order; restart the actor for a new session)")
+    return None
+
+
 class SequenceTracker:
     """Which sequence numbers of one actor session the learner holds."""
 

@@ -39,7 +39,7 @@ from sensor_msgs.msg import Image
 from hilserl_ros import topics
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
-from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.runner import run_node, start_worker
 from hilserl_ros.ros.validation import DropCounter
 from hilserl_ros.vision.images import crop_error, crop_resize, to_uint8
 from hilserl_ros.vision.ros_image import to_image_msg
@@ -157,8 +157,7 @@ class CameraNode(Node):
             self.params.on_change(name, lambda _value: self._update_geometry())
         for name in ("device", "width", "height", "fps"):
             self.params.on_change(name, lambda _value: self._reopen.set())
-        self._thread = threading.Thread(target=self._run, name="camera_capture", daemon=True)
-        self._thread.start()
+        self._thread = start_worker(self, self._run, "camera_capture")  # its death is the node's
 
     # ------------------------------------------------------------------ parameters
     def _crop_value(self) -> tuple[int, int, int, int] | None:

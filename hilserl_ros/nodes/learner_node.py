@@ -50,7 +50,7 @@ from rclpy.node import Node
 from hilserl_ros import topics
 from hilserl_ros.learning import checkpoint
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
-from hilserl_ros.learning.link import SequenceTracker
+from hilserl_ros.learning.link import SequenceTracker, sequence_error
 from hilserl_ros.learning.pairing import FramePairer, Step
 from hilserl_ros.learning.config import (
     DEFAULT_ENCODER, KNOB_RANGES, SACConfig, camera_encoder_config, device_error, encoder_error)
@@ -60,8 +60,8 @@ from hilserl_ros.observation import ACTION_DIM, load_observation
 from hilserl_ros.vision.ros_image import msg_to_rgb8
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
-from hilserl_ros.ros.runner import run_node
-from hilserl_ros.ros.validation import DropCounter, non_finite, worth_telling
+from hilserl_ros.ros.runner import run_node, start_worker
+from hilserl_ros.ros.validation import DropCounter, non_finite, saturating, worth_telling
 from hilserl_ros.srv import SaveCheckpoint
 
 
@@ -167,6 +167,7 @@ class LearnerNode(Node):
         self.rl, self.demo = self._make_buffers()
         self.pairer = FramePairer()
         self.drops = DropCounter(self.get_logger(), "transition")
+        self.arrived = 0  # every transition message: = received + duplicates + dropped (self.drops.total)
         self.received = 0
         self.duplicates = 0
         self.late_steps = 0  # transitions flagged command_late: accepted, not trained on
@@ -200,8 +201,11 @@ class LearnerNode(Node):
         self._preload_demonstrations()
         self._publish_weights()
         self._stop = threading.Event()
-        self._trainer = threading.Thread(target=self._train_loop, name="trainer", daemon=True)
-        self._trainer.start()
+        self._last_stats = time.monotonic()
+        self._stats_step = self.agent.update_step
+        # until training publishes its own, LearnerStats say what the learner holds once a second
+        self.create_timer(1.0, self._publish_waiting_stats, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._trainer = start_worker(self, self._train_loop, "trainer")  # its death is the node's
 
     # ------------------------------------------------------------------ parameters
     def _wire_knobs(self) -> None:
@@ -261,6 +265,7 @@ class LearnerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_transition(self, msg: Transition) -> None:
+        self.arrived += 1
         reason = self._invalid(msg)
         if reason:
             self.drops.drop(reason)
@@ -272,7 +277,13 @@ class LearnerNode(Node):
             return
         with self._ingest_lock:
             key = (msg.actor_id, msg.session)
-            tracker = self.links.setdefault(key, SequenceTracker())
+            tracker = self.links.get(key)
+            reason = sequence_error(msg.seq, msg.session, tracker, len(self.links))
+            if reason:
+                self.drops.drop(reason)
+                return
+            if tracker is None:
+                tracker = self.links[key] = SequenceTracker()
             if not tracker.accept(msg.seq):
                 self.duplicates += 1  # re-sent after a restart or a stall: we have it already
                 return
@@ -337,6 +348,8 @@ class LearnerNode(Node):
         if msg.observation_spec != spec.fingerprint:
             return (f"observation {msg.observation_spec or '(none given)'} is not the learner's {spec.fingerprint}: "
                     f"actor and learner must use the same task and observation (config/observation)")
+        if len(msg.actor_id) > 256:
+            return f"actor_id of {len(msg.actor_id)} characters (at most 256)"
         obs_dim = spec.obs_dim
         if len(msg.observation) != obs_dim or len(msg.next_observation) != obs_dim:
             return f"observation has {len(msg.observation)}/{len(msg.next_observation)} values, expected {obs_dim}"
@@ -407,20 +420,37 @@ class LearnerNode(Node):
         self._last_push = time.monotonic()
 
     def _publish_stats(self, stats: dict) -> None:
-        self._watchdog(stats)
-        rate = len(self._rate_window) / sum(self._rate_window) if self._rate_window else 0.0
+        """LearnerStats after an update (``stats`` of that update) or, before the first and while
+        training waits for data, without one (``stats`` empty: losses NaN, rate 0)."""
+        if stats:
+            self._watchdog(stats)
+        rate = len(self._rate_window) / sum(self._rate_window) if self._rate_window and stats else 0.0
         msg = LearnerStats(
-            update_step=self.agent.update_step, transitions_received=self.received,
-            transitions_dropped=self.drops.total, sequence_gaps=self._gaps(), transitions_duplicate=self.duplicates, utd_ratio=self.agent.config.utd_ratio,
+            update_step=saturating(self.agent.update_step), transitions_received=saturating(self.received),
+            transitions_dropped=saturating(self.drops.total), sequence_gaps=saturating(self._gaps()),
+            transitions_duplicate=saturating(self.duplicates), utd_ratio=saturating(self.agent.config.utd_ratio, 32),
             discount=float(self.agent.config.discount), updates_per_second=float(rate),
-            rl_buffer_size=len(self.rl), demo_buffer_size=len(self.demo), alpha_collapse=self.alpha_collapse,
-            warning=self._collapse_text(stats) if self.alpha_collapse else "")
+            rl_buffer_size=saturating(len(self.rl)), demo_buffer_size=saturating(len(self.demo)),
+            alpha_collapse=self.alpha_collapse, warning=self._collapse_text(stats) if self.alpha_collapse else "")
+        if not stats:
+            target = self.agent.config.target_entropy
+            stats = {"alpha": self.agent.alpha, "target_entropy": float("nan") if target is None else target}
+        else:
+            self._stats_step = self.agent.update_step
         for key in ("alpha", "entropy", "target_entropy", "critic_loss", "actor_loss", "temperature_loss",
                     "grasp_critic_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "action_abs_mean",
                     "action_abs_std"):
-            setattr(msg, key, float(stats[key]))
+            setattr(msg, key, float(stats.get(key, float("nan"))))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.stats_pub.publish(msg)
+        self._last_stats = time.monotonic()
+
+    def _publish_waiting_stats(self) -> None:
+        # only while no update happens (before the first, or waiting for data): never between
+        # the training thread's own, which carry the losses
+        idle = self.agent.update_step == self._stats_step and time.monotonic() - self._last_stats >= 1.0
+        if idle and self.context.ok():
+            self._publish_stats({})
 
     def _collapse_text(self, stats: dict) -> str:
         default = -self.params["action_dim"] / 2.0
@@ -534,11 +564,22 @@ class LearnerNode(Node):
                                    + (f" ({refused} refused)" if refused else "") + f"; demo buffer {len(self.demo)}")
 
     def _on_save(self, request: SaveCheckpoint.Request, response: SaveCheckpoint.Response):
-        # the training thread writes it (it owns the networks); this thread waits for it
+        # the training thread writes it (it owns the networks); this thread waits for it, in
+        # slices, so a shutdown or a dead training thread ends the wait (and never blocks the
+        # executor: Ctrl-C must reach the node)
         done = {"event": threading.Event()}
         self._save_requests.put((request.path or None, done))
-        if not done["event"].wait(timeout=120.0) or "error" in done:
-            why = done.get("error", "the training thread did not answer within 120 s")
+        deadline = time.monotonic() + 120.0
+        while not done["event"].wait(timeout=0.2):
+            if not self._trainer.is_alive():
+                done["error"] = "the training thread is not running (see the log)"
+                break
+            if not self.context.ok() or time.monotonic() > deadline:
+                done["error"] = ("the learner is shutting down" if not self.context.ok()
+                                 else "the training thread did not answer within 120 s")
+                break
+        if "error" in done:
+            why = done["error"]
             response.success, response.message = False, f"could not write checkpoint: {why}"
             return response
         response.success, response.written_path = True, done["path"]

@@ -23,7 +23,7 @@ from hilserl_ros.recording.bag import bag_topics, read_messages
 from hilserl_ros.recording.types import UnknownMessageType, message_class
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.topic_filter import TopicFilter, regex_problem
-from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.runner import run_node, start_worker
 
 # never replayed: they belong to the nodes running now, not to the recorded ones
 NOT_REPLAYED = ("/parameter_events", "/rosout")
@@ -75,8 +75,7 @@ class PlayerNode(Node):
         for topic, info in bag_topics([self.params["bag"]]).items():  # a bad path fails here
             if self._wanted(topic):
                 self._make_publisher(topic, info.type_name, info.qos)
-        self._thread = threading.Thread(target=self._play, name="player", daemon=True)
-        self._thread.start()
+        self._thread = start_worker(self, self._play, "player")  # its death is the node's
 
     def _wanted(self, topic: str) -> bool:
         return self.filter.accepts(topic)

@@ -67,7 +67,7 @@ from hilserl_ros.msg import TaskState
 from hilserl_ros.nodes.hardware_node import default_sim_port
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare
-from hilserl_ros.ros.runner import run_node
+from hilserl_ros.ros.runner import run_node, start_worker
 from hilserl_ros.sim.world import TASKS, SO101World
 
 CHUNK = 0.01  # simulated seconds stepped between two checks of the wall clock
@@ -132,8 +132,7 @@ class SimNode(Node):
             steady = RosClock(clock_type=ClockType.STEADY_TIME)
             self.create_timer(self.params["report_period"], self._diagnose, clock=steady)
         self._stop = threading.Event()
-        self._physics = threading.Thread(target=self._run_physics, name="physics", daemon=True)
-        self._physics.start()
+        self._physics = start_worker(self, self._run_physics, "physics")  # its death is the node's
         self.get_logger().info(f"task {self.world.task}, servo bus on {self.bus.port} "
                                f"(link {self.bus.link_path}), time scale {self.params['time_scale']}")
 
