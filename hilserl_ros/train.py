@@ -112,6 +112,7 @@ class Monitor:
 
 
 STALL_SECONDS = 30.0  # no update for this long while transitions kept arriving: training has stopped
+HIGH_INTERVENTION = 0.3  # share of steps the operator drove above which "still high" is the reason
 
 
 def why_not(monitor: Monitor, launcher: Launcher, summary: dict, ended_at: float) -> str:
@@ -133,8 +134,13 @@ def why_not(monitor: Monitor, launcher: Launcher, summary: dict, ended_at: float
     if ended_at - (updated or ended_at) > STALL_SECONDS:
         return (f"the learner's updates stopped at update {stats.update_step}, {ended_at - updated:.0f} s before "
                 f"the end (see graph.log)")
-    return (f"look at alpha {summary['alpha']:.3f} (collapsed below the learner's alpha_floor?), intervention "
-            f"{summary['intervention']:.0%} (still high: the operator does the work)")
+    if stats.alpha_collapse:  # only when the learner's watchdog says so, with its own words
+        return stats.warning or f"the learner's watchdog flagged an alpha collapse (alpha {stats.alpha:.4f})"
+    if summary["intervention"] >= HIGH_INTERVENTION:
+        return (f"interventions still high ({summary['intervention']:.0%} of the last episodes' steps): the operator "
+                f"still does the work; give it more time")
+    return (f"the target was not reached in the time given (alpha {summary['alpha']:.3f}, intervention "
+            f"{summary['intervention']:.0%}); give it more time or look at the plots")
 
 
 def set_learner_parameter(node, name: str, value: float, timeout: float = 60.0) -> None:

@@ -181,6 +181,13 @@ def test_make_train_names_what_stopped_a_run_instead_of_guessing_at_alpha():
     text = why_not(monitor(waiting, None, 10.0), healthy, summary, 12.0)
     assert "had not started training (42 transitions received" in text and "alpha" not in text
     assert "no statistics" in why_not(monitor(None, None, None), healthy, summary, 5.0)
-    # a run that trained to the end and did not learn: then alpha is the place to look
+    # a run that trained to the end: alpha only when the watchdog flagged it, with its words ...
+    collapsed = LearnerStats(update_step=1200, transitions_received=5000, alpha=0.003, alpha_collapse=True,
+                             warning="alpha collapse: alpha=0.0030 < 0.02 and mean |action|=0.020 < 0.1")
+    assert why_not(monitor(collapsed, 199.0, 199.5), healthy, {"alpha": 0.003, "intervention": 0.6}, 200.0) \
+        == collapsed.warning
+    # ... interventions only when they are high, else simply not reached in the time given
     assert why_not(monitor(stats, 199.0, 199.5), healthy, {"alpha": 0.004, "intervention": 0.6}, 200.0).startswith(
-        "look at alpha 0.004")
+        "interventions still high (60%")
+    text = why_not(monitor(stats, 199.0, 199.5), healthy, {"alpha": 0.004, "intervention": 0.05}, 200.0)
+    assert text.startswith("the target was not reached") and "collapse" not in text
