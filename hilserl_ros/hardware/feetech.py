@@ -10,18 +10,27 @@ How the SDK is used, and why:
 
 - The SDK's ``GroupSyncRead.rxPacket`` drops the status byte of each servo's reply, and after a
   failure it leaves the previous cycle's data in place for the servos it did not reach. So
-  read() sends with ``GroupSyncRead.txPacket`` and collects the replies itself with the SDK's
-  own ``readRx``, servo by servo in the listed order (what ``rxPacket`` does): it knows which
-  servo failed, never returns stale data, and sees fault bits (overheat, overload, voltage...)
-  in the same transaction, at no extra cost.
+  read() sends the SYNC_READ with the SDK's ``txPacket`` and collects the replies itself with
+  the SDK's ``rxPacket`` (header search, checksum), servo by servo in the listed order: it knows
+  which servo failed, never returns stale data, and sees fault bits (overheat, overload,
+  voltage...) in the same transaction, at no extra cost. Single reads, writes and pings are
+  built the same way, with the checks below.
 - A reply that comes after its transaction gave up (a servo or a host slower than the packet
-  timeout; on the real arm the USB adapter's latency timer) must never be taken for the next
-  transaction's: the protocol has no sequence numbers, the SDK's ``clearPort`` flushes only the
-  output, and a stale reply of the same servo passes every check. Once that happened, every
-  later read would return the state of one read before, under a fresh stamp, for good. So each
-  transaction first discards what waits in the input buffer, and the sync read alternates
-  between reading ``STATE_LENGTH`` and ``STATE_LENGTH + 1`` bytes: a reply with the other
-  length is a late one (counted in ``stats.stale_replies``) and is skipped.
+  timeout; on the real arm the USB adapter's latency timer; a loaded machine's emulator) must
+  never be taken for a later transaction's: the protocol has no sequence numbers, the SDK's
+  ``clearPort`` flushes only the output, and a stale reply of the same servo passes every
+  check. Once that happened, every later read would return the state of one read before, under
+  a fresh stamp, for good (the SDK alone does exactly that, and its ``ping`` and
+  ``read2ByteTxRx`` index a stale reply of the wrong length: IndexError). So each transaction
+  first discards what waits in the input buffer, and takes only a packet of the servo it asked
+  and of the length it asked for; anything else is counted in ``stats.stale_replies`` and
+  skipped. A failed transaction leaves its unanswered (servo, length) pairs outstanding for
+  ``STALE_HORIZON_S``, and a read then asks for 1 to 3 bytes more than it needs, a length no
+  outstanding reply has: a late reply can never pass for a later one. Status-only replies (ping,
+  write acknowledgement) cannot vary their length, and carry no data: a late one can pass for a
+  later one's (taking the first for the late one instead would refuse every retry after a lost
+  one), which says only that the servo is there; connect() reads each model number after its
+  ping, and a write's effect is seen in what is read.
 - The SDK opens the port non-blocking (pyserial ``timeout=0``) and spins on it while it waits
   for a reply: a whole core at any read rate (measured: 1.0 core at 770 reads/s against the
   emulator, same rate). A short blocking read slice (``poll_wait_s``) wakes on the first byte
@@ -34,14 +43,16 @@ How the SDK is used, and why:
 from __future__ import annotations
 
 import fcntl
+import math
 import termios
 import threading
 import time
 
 import numpy as np
 from scservo_sdk import (COMM_RX_CORRUPT, COMM_RX_FAIL, COMM_RX_TIMEOUT, COMM_SUCCESS, COMM_TX_FAIL,
-                         GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler)
+                         GroupSyncWrite, PacketHandler, PortHandler)
 from scservo_sdk.protocol_packet_handler import PKT_ERROR, PKT_ID, PKT_LENGTH, PKT_PARAMETER0
+from scservo_sdk.scservo_def import BROADCAST_ID, INST_PING, INST_READ, INST_SYNC_READ, INST_WRITE
 
 from hilserl_ros.hardware.bus import (ArmBus, BusError, BusStats, CorruptReply, JointReading, PortLost,
                                       ServoFault, ServoNotResponding)
@@ -56,6 +67,10 @@ ADDR_LOCK = 55
 ADDR_PRESENT_POSITION = 56
 STATE_LENGTH = 8  # position 2, speed 2, load 2, voltage 1, temperature 1
 STS3215_MODEL = 777
+# Unanswered requests younger than this may still be answered (a loaded host has answered 0.26 s
+# late); older ones are taken as lost, as a dropped reply on a real bus never comes.
+STALE_HORIZON_S = 2.0
+EXTRA_READ_BYTES = 3  # a read may ask for up to this many bytes more, to tell late replies apart
 
 FAULT_BITS = ((0x01, "input voltage"), (0x02, "angle sensor"), (0x04, "overheat"), (0x08, "overcurrent"),
               (0x20, "overload"))
@@ -112,7 +127,8 @@ class FeetechArmBus(ArmBus):
         self._raw = [[0] * STATE_LENGTH for _ in self.ids]  # last sync read, one row per servo
         self._status = [0] * len(self.ids)  # status (error) byte of each servo's last reply
         self._stamp = 0.0
-        self._read_turn = 0  # which of the two sync read lengths comes next
+        # (servo id, data length) -> when a request that such a reply would answer went unanswered
+        self._outstanding: dict[tuple[int, int], float] = {}
         # After a failed sync read the later servos' replies may still be arriving: wait their
         # wire time plus a margin, then flush, so the retry starts on an empty buffer (replies
         # later than that are told apart by their length, see the module's docstring).
@@ -163,14 +179,10 @@ class FeetechArmBus(ArmBus):
             except BusError:
                 self._release()
                 raise
-            self._sync_reads = (GroupSyncRead(port, self._ph, ADDR_PRESENT_POSITION, STATE_LENGTH),
-                                GroupSyncRead(port, self._ph, ADDR_PRESENT_POSITION, STATE_LENGTH + 1))
             self._goal = GroupSyncWrite(port, self._ph, ADDR_GOAL_POSITION, 2)
             self._torque = GroupSyncWrite(port, self._ph, ADDR_TORQUE_ENABLE, 1)
             self._acceleration = GroupSyncWrite(port, self._ph, ADDR_ACCELERATION, 1)
             for sid in self.ids:
-                for group in self._sync_reads:
-                    group.addParam(sid)
                 self._goal.addParam(sid, [0, 0])
                 self._torque.addParam(sid, [0])
                 self._acceleration.addParam(sid, [0])
@@ -213,15 +225,87 @@ class FeetechArmBus(ArmBus):
         time.sleep(self._settle_s)
         self._port.ser.reset_input_buffer()
 
+    # ------------------------------------------------------------------ transactions
+    def _read_length(self, sids, size: int) -> int:
+        """The data length a read of ``size`` bytes from ``sids`` asks for: ``size``, or up to
+        EXTRA_READ_BYTES more where an unanswered request to one of them asked for it (its late
+        reply must not pass for this one's); all taken: the one unanswered the longest."""
+        now = time.monotonic()
+        for key in [k for k, at in self._outstanding.items() if now - at > STALE_HORIZON_S]:
+            del self._outstanding[key]
+        best, best_at = size, math.inf
+        for length in range(size, size + EXTRA_READ_BYTES + 1):
+            latest = max(self._outstanding.get((sid, length), -math.inf) for sid in sids)
+            if latest == -math.inf:
+                return length
+            if latest < best_at:
+                best, best_at = length, latest
+        return best
+
+    def _unanswered(self, sids, length: int) -> None:
+        now = time.monotonic()
+        for sid in sids:
+            self._outstanding[(sid, length)] = now
+
+    def _send(self, sid: int, instruction: int, params=()) -> int:
+        """One instruction packet (the SDK's txPacket), after discarding what waits in the input:
+        it answered an earlier transaction, late."""
+        port = self._port
+        port.ser.reset_input_buffer()
+        result = self._ph.txPacket(port, [0, 0, sid, len(params) + 2, instruction, *params, 0])
+        if result != COMM_SUCCESS:
+            port.is_using = False
+            if result == COMM_TX_FAIL:
+                raise OSError("short write on the serial port")
+        return result
+
+    def _receive(self, sid: int, length: int, listed=()) -> tuple[list, int, int]:
+        """Servo ``sid``'s status packet with ``length`` data bytes, before the packet timeout:
+        (data, SDK result, status byte). Other packets are skipped (the SDK's rxPacket has
+        checked their checksum): those of the other ``listed`` servos of a sync read with
+        this length, as the SDK's readRx does; any other is not this request's and is counted
+        in stats.stale_replies."""
+        while True:
+            packet, result = self._ph.rxPacket(self._port)
+            if result != COMM_SUCCESS:
+                return [], result, 0
+            if packet[PKT_LENGTH] == length + 2:
+                if packet[PKT_ID] == sid:
+                    return packet[PKT_PARAMETER0:PKT_PARAMETER0 + length], COMM_SUCCESS, packet[PKT_ERROR]
+                if packet[PKT_ID] in listed:
+                    continue
+            self._stats.stale_replies += 1
+
+    def _read_once(self, sid: int, address: int, size: int) -> tuple[int, int]:
+        """(value, SDK result) of one READ of ``size`` bytes."""
+        length = self._read_length((sid,), size)
+        result = self._send(sid, INST_READ, [address, length])
+        if result != COMM_SUCCESS:
+            return 0, result
+        self._port.setPacketTimeout(length + 6)
+        data, result, _ = self._receive(sid, length)
+        if result != COMM_SUCCESS:
+            self._unanswered((sid,), length)
+            return 0, result
+        return int.from_bytes(bytes(data[:size]), "little"), result
+
+    def _status_once(self, sid: int, instruction: int, params=()) -> tuple[int, int]:
+        """(SDK result, status byte) of one instruction answered by a status-only packet."""
+        result = self._send(sid, instruction, params)
+        if result != COMM_SUCCESS:
+            return result, 0
+        self._port.setPacketTimeout(6)
+        _, result, error = self._receive(sid, 0)
+        return result, error
+
     # ------------------------------------------------------------------ connect checks
     def _ping_all(self) -> None:
-        ph, port, stats = self._ph, self._port, self._stats
+        stats = self._stats
         missing: list[tuple[int, int]] = []
         for sid in self.ids:
             stats.transactions[sid] += 1
             for attempt in range(self.retries + 1):
-                port.ser.reset_input_buffer()  # what waits there answered an earlier transaction
-                model, result, error = ph.ping(port, sid)
+                result, error = self._status_once(sid, INST_PING)
                 if result == COMM_SUCCESS:
                     break
                 if attempt < self.retries:
@@ -231,9 +315,11 @@ class FeetechArmBus(ArmBus):
                 stats.errors[sid] += 1
                 missing.append((sid, result))
                 continue
-            if self.expected_model is not None and model != self.expected_model:
-                raise BusError(f"model number {model} where an STS3215 ({self.expected_model}) was expected",
-                               sid, self._joint[sid])
+            if self.expected_model is not None:
+                model = self.read_register(sid, ADDR_MODEL_NUMBER, 2)
+                if model != self.expected_model:
+                    raise BusError(f"model number {model} where an STS3215 ({self.expected_model}) was expected",
+                                   sid, self._joint[sid])
             if error:
                 raise ServoFault(f"{', '.join(fault_names(error))} (status error 0x{error:02x}) at connect",
                                  sid, self._joint[sid])
@@ -291,44 +377,24 @@ class FeetechArmBus(ArmBus):
 
     def _sync_read_once(self) -> tuple[int | None, int]:
         """(index of the first servo without a valid reply or None, SDK result code)."""
-        port, ph = self._port, self._ph
-        port.ser.reset_input_buffer()  # what waits there answered an earlier transaction, late
-        self._read_turn ^= 1
-        length = STATE_LENGTH + self._read_turn
-        result = self._sync_reads[self._read_turn].txPacket()
+        port, ids = self._port, self.ids
+        length = self._read_length(ids, STATE_LENGTH)
+        result = self._send(BROADCAST_ID, INST_SYNC_READ, [ADDR_PRESENT_POSITION, length, *ids])
         if result != COMM_SUCCESS:
-            port.is_using = False
-            if result == COMM_TX_FAIL:
-                raise OSError("short write on the serial port")
             return 0, result
         if self.rx_timeout_ms is not None:
             port.setPacketTimeoutMillis(self.rx_timeout_ms)
+        else:
+            port.setPacketTimeout((6 + length) * len(ids))  # what the SDK's syncReadTx sets
         raw, status = self._raw, self._status
-        for i, sid in enumerate(self.ids):
-            data, result, error = self._reply(sid, length)
+        for i, sid in enumerate(ids):
+            data, result, error = self._receive(sid, length, ids)
             if result != COMM_SUCCESS:
+                self._unanswered(ids[i:], length)
                 return i, result
             raw[i] = data[:STATE_LENGTH]
             status[i] = error
         return None, COMM_SUCCESS
-
-    def _reply(self, sid: int, length: int) -> tuple[list, int, int]:
-        """Servo ``sid``'s reply of ``length`` data bytes to this sync read: (data, result,
-        status byte). Skips other servos' replies (as the SDK's readRx) and late replies to the
-        sync read before (the other length), until the packet timeout."""
-        other = 2 * STATE_LENGTH + 1 - length  # the length the sync read before asked for
-        while True:
-            packet, result = self._ph.rxPacket(self._port)
-            if result != COMM_SUCCESS:
-                return [], result, 0
-            if packet[PKT_LENGTH] == other + 2:  # late, whichever servo's
-                self._stats.stale_replies += 1
-                continue
-            if packet[PKT_ID] != sid:
-                continue
-            if packet[PKT_LENGTH] != length + 2:  # a well-formed packet of a length nobody asked for
-                return [], COMM_RX_CORRUPT, 0
-            return packet[PKT_PARAMETER0:PKT_PARAMETER0 + length], COMM_SUCCESS, packet[PKT_ERROR]
 
     def _decode(self) -> JointReading:
         raw = np.array(self._raw, dtype=np.int64)
@@ -361,12 +427,9 @@ class FeetechArmBus(ArmBus):
             what = f"read of {size} bytes at address {address}"
             try:
                 for attempt in range(self.retries + 1):
-                    self._port.ser.reset_input_buffer()  # what waits there answered an earlier transaction
-                    data, result, _ = self._ph.readTxRx(self._port, servo_id, address, size)
-                    if result == COMM_SUCCESS and len(data) == size:
-                        return int.from_bytes(bytes(data), "little")
+                    value, result = self._read_once(servo_id, address, size)
                     if result == COMM_SUCCESS:
-                        result = COMM_RX_CORRUPT
+                        return value
                     if attempt < self.retries:
                         self._stats.retries[servo_id] = self._stats.retries.get(servo_id, 0) + 1
                         self._flush_after_failure()
@@ -384,7 +447,7 @@ class FeetechArmBus(ArmBus):
             data = list(int(value).to_bytes(size, "little"))
             try:
                 for attempt in range(self.retries + 1):
-                    result, _ = self._ph.writeTxRx(self._port, servo_id, address, size, data)
+                    result, _ = self._status_once(servo_id, INST_WRITE, [address, *data])
                     if result == COMM_SUCCESS:
                         return
                     if attempt < self.retries:
