@@ -65,7 +65,7 @@ build: $(BUILD_STAMP)
 train: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.train $(ARGS)
 
-# the field report's experiment: target_entropy -action_dim vs -action_dim/2, alpha and |action| plotted
+# the field report's experiment: target_entropy -action_dim, -action_dim/2, and switched mid-run; alpha, |action| and success plotted
 experiment-entropy: $(BUILD_STAMP)
 	$(RUN) MUJOCO_GL=egl $(PY) -m hilserl_ros.entropy_experiment $(ARGS)
 

@@ -59,8 +59,11 @@ class Monitor:
         self.episodes: list[EpisodeStats] = []
         self.stats: LearnerStats | None = None
         self.stat_rows: list[dict] = []
+        self.switches: list[dict] = []  # parameters set mid-run (--set-at)
+        self.collapse_flagged: dict | None = None  # when the learner's watchdog first flagged alpha collapse
         self.window = window
         self.lock = threading.Lock()
+        self.started = time.monotonic()
         self.update_advanced_at: float | None = None  # monotonic time the learner's update_step last grew
         self.received_advanced_at: float | None = None  # ... its transitions_received
         self.node.create_subscription(EpisodeStats, topics.EPISODE_STATS, self._on_episode, qos.EVENTS)
@@ -79,7 +82,13 @@ class Monitor:
             if self.stats is None or msg.transitions_received > self.stats.transitions_received:
                 self.received_advanced_at = now
             self.stats = msg
-            self.stat_rows.append({"update": msg.update_step, "alpha": msg.alpha, "entropy": msg.entropy,
+            if msg.alpha_collapse and self.collapse_flagged is None:
+                self.collapse_flagged = {"seconds": round(now - self.started, 1), "update": msg.update_step,
+                                         "env_steps": self.episodes[-1].total_steps if self.episodes else 0,
+                                         "warning": msg.warning}
+            self.stat_rows.append({"update": msg.update_step, "seconds": round(now - self.started, 2),
+                                   "env_steps": self.episodes[-1].total_steps if self.episodes else 0,
+                                   "alpha": msg.alpha, "entropy": msg.entropy,
                                    "target_entropy": msg.target_entropy, "critic_loss": msg.critic_loss,
                                    "action_abs_mean": msg.action_abs_mean, "q_mean": msg.q_mean,
                                    "alpha_collapse": int(msg.alpha_collapse), "episodes": len(self.episodes)})
@@ -141,6 +150,15 @@ def why_not(monitor: Monitor, launcher: Launcher, summary: dict, ended_at: float
                 f"still does the work; give it more time")
     return (f"the target was not reached in the time given (alpha {summary['alpha']:.3f}, intervention "
             f"{summary['intervention']:.0%}); give it more time or look at the plots")
+
+
+def parse_switch(minutes: str, assignment: str) -> tuple[float, str, float]:
+    """``--set-at 2.5 target_entropy=-2.0`` -> (150.0 s, "target_entropy", -2.0)."""
+    name, _, value = assignment.partition("=")
+    try:
+        return float(minutes) * 60.0, name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--set-at {minutes} {assignment}: expected MINUTES NAME=NUMBER") from None
 
 
 def set_learner_parameter(node, name: str, value: float, timeout: float = 60.0) -> None:
@@ -237,7 +255,9 @@ def write_result(path: str, monitor: Monitor, s: dict, reached: bool, minutes: f
               "episodes": s["episodes"], "env_steps": s["env_steps"], "updates": s["updates"],
               "final_policy_success": s["autonomous"], "final_intervention_rate": s["intervention"],
               "final_alpha": s["alpha"], "target": opts.target, "window": opts.window, "budget_minutes": opts.minutes,
-              "demos": opts.demos, "demo_minutes": round(demo_minutes, 3), "cpu_seconds": cpu_seconds or {}}
+              "demos": opts.demos, "demo_minutes": round(demo_minutes, 3), "cpu_seconds": cpu_seconds or {},
+              "full_time": bool(opts.full_time), "switches": monitor.switches,
+              "collapse_flagged": monitor.collapse_flagged}
     with open(path, "w") as fh:
         json.dump(record, fh, indent=1)
 
@@ -253,9 +273,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="set /learner target_entropy at start (as `ros2 param set` would)")
     parser.add_argument("--result-json", default=None,
                         help="write the run's outcome here (make bench-learning reads it)")
+    parser.add_argument("--full-time", action="store_true",
+                        help="run the whole --minutes (no stop at --target): for experiments compared over equal time")
+    parser.add_argument("--set-at", nargs=2, action="append", default=[], metavar=("MINUTES", "NAME=VALUE"),
+                        help="set a /learner parameter mid-run (as `ros2 param set` does), e.g. --set-at 3 "
+                             "target_entropy=-2.0; repeatable")
     parser.add_argument("--demos", type=int, default=0,
                         help="record this many scripted demonstrations first and preload them (pick_cube: 20)")
     opts = parser.parse_args(argv)
+    try:
+        switches = sorted(parse_switch(*pair) for pair in opts.set_at)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
     from tqdm import tqdm
 
     run_dir = opts.run_dir or os.path.join("runs", time.strftime("train-%Y%m%d-%H%M%S"))
@@ -312,8 +341,19 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix_str(f"episodes={s['episodes']} policy success@{opts.window}={s['autonomous']:.0%} "
                                 f"(with help {s['success']:.0%}) intervention={s['intervention']:.0%} "
                                 f"alpha={s['alpha']:.3f} updates={s['updates']}")
+            while switches and elapsed >= switches[0][0]:
+                at, name, value = switches.pop(0)
+                summary = monitor.summary()
+                try:
+                    set_learner_parameter(monitor.node, name, value)
+                    monitor.switches.append({"seconds": round(elapsed, 1), "env_steps": summary["env_steps"],
+                                             "update": summary["updates"], "name": name, "value": value})
+                    tqdm.write(f"[train] at {elapsed / 60:.1f} min ({summary['env_steps']} env steps): /learner "
+                               f"{name} set to {value}")
+                except RuntimeError as err:
+                    tqdm.write(f"[train] at {elapsed / 60:.1f} min: {err}")
             rate = monitor.success_rate()
-            if rate is not None and rate >= opts.target:
+            if rate is not None and rate >= opts.target and not opts.full_time:
                 reached = True
                 break
             if elapsed > opts.minutes * 60:
@@ -362,6 +402,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{minutes:.1f} min: {s['episodes']} episodes, {s['env_steps']} steps, intervention "
               f"{s['intervention']:.0%}, alpha {s['alpha']:.3f}; plot {png}"
               + (f" (node trouble on the way: {' | '.join(trouble)})" if trouble else ""))
+    elif opts.full_time and not launcher.trouble():
+        # asked to run the whole time (an experiment): what it reached, not a failure
+        print(f"[train] ran the full {opts.minutes:g} min as asked: policy success {s['autonomous']:.0%} over the last "
+              f"{opts.window} episodes (with help {s['success']:.0%}), {s['episodes']} episodes, {s['env_steps']} steps, "
+              f"intervention {s['intervention']:.0%}, alpha {s['alpha']:.3f}"
+              + (f", watchdog: {monitor.stats.warning}" if monitor.stats and monitor.stats.alpha_collapse else "")
+              + f"; plot {png}")
+        return 0
     else:
         # the one line a person reads when it did not learn: what was reached, and where to look
         print(f"[train] did NOT reach {opts.target:.0%} policy success in {minutes:.1f} min (policy success "
