@@ -93,14 +93,16 @@ def main(argv=None) -> int:
     summary = {}
     for label, r in results.items():
         tail = r["stats"][-10:]
-        final = {k: (sum(row[k] for row in tail) / len(tail) if tail else float("nan"))
-                 for k in ("alpha", "action_abs_mean")}
+        final = {k: (sum(row.get(k, float("nan")) for row in tail) / len(tail) if tail else float("nan"))
+                 for k in ("alpha", "action_abs_mean", "policy_mean_abs")}
         steps, rates = rolling_success(r["history"], opts.window)
         summary[label] = {"final_alpha": round(final["alpha"], 5), "final_action_abs_mean": round(final["action_abs_mean"], 3),
+                          "final_policy_mean_abs": round(final["policy_mean_abs"], 3),
                           "final_policy_success": rates[-1] if rates else 0.0, "env_steps": steps[-1] if steps else 0,
                           "watchdog": r["record"].get("collapse_flagged"), "switches": r["record"].get("switches", [])}
         flagged = summary[label]["watchdog"]
-        print(f"[experiment] {label}: alpha {final['alpha']:.4f}, mean |action| {final['action_abs_mean']:.3f}, "
+        print(f"[experiment] {label}: alpha {final['alpha']:.4f}, policy's mean |action| {final['policy_mean_abs']:.3f} "
+              f"(sampled {final['action_abs_mean']:.3f}), "
               f"policy success {summary[label]['final_policy_success']:.0%} at {summary[label]['env_steps']} steps; "
               + (f"watchdog flagged alpha collapse at {flagged['env_steps']} steps" if flagged else "no alpha collapse flagged"))
     with open(os.path.join(opts.out, "entropy_experiment.json"), "w") as fh:
@@ -121,7 +123,8 @@ def plot(results: dict, out: str, window: int, conditions: dict) -> str:
         rows = r["stats"]
         steps = [row.get("env_steps", 0) for row in rows]
         axes[0].plot(steps, [row["alpha"] for row in rows], color=color, label=label)
-        axes[1].plot(steps, [row["action_abs_mean"] for row in rows], color=color, label=label)
+        axes[1].plot(steps, [row.get("policy_mean_abs", float("nan")) for row in rows], color=color, label=label)
+        axes[1].plot(steps, [row["action_abs_mean"] for row in rows], color=color, linestyle=":", alpha=0.6)
         x, rates = rolling_success(r["history"], window)
         axes[2].plot(x, rates, color=color, label=label)
         for switch in r["record"].get("switches", []):
@@ -130,7 +133,8 @@ def plot(results: dict, out: str, window: int, conditions: dict) -> str:
             for ax in axes:
                 ax.axvline(switch["env_steps"], color=color, linestyle="--", alpha=0.7)
     axes[0].set(title="temperature alpha", xlabel="environment step", yscale="log")
-    axes[1].set(title="mean |action| of the policy (before action_scale)", xlabel="environment step", ylim=(0, 1))
+    axes[1].set(title="policy's mean |action| without noise (dotted: sampled)", xlabel="environment step",
+                ylim=(0, 1))
     axes[1].axhline(0.1, color="grey", linestyle=":", label="watchdog: |action| floor")
     axes[2].set(title=f"policy success (no intervention), last {window} episodes", xlabel="environment step",
                 ylim=(-0.02, 1.02))

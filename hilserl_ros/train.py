@@ -90,7 +90,8 @@ class Monitor:
                                    "env_steps": self.episodes[-1].total_steps if self.episodes else 0,
                                    "alpha": msg.alpha, "entropy": msg.entropy,
                                    "target_entropy": msg.target_entropy, "critic_loss": msg.critic_loss,
-                                   "action_abs_mean": msg.action_abs_mean, "q_mean": msg.q_mean,
+                                   "action_abs_mean": msg.action_abs_mean, "policy_mean_abs": msg.policy_mean_abs,
+                                   "q_mean": msg.q_mean,
                                    "alpha_collapse": int(msg.alpha_collapse), "episodes": len(self.episodes)})
 
     @staticmethod

@@ -4,6 +4,7 @@ rosbags from rclpy-serialized messages, and run directories in the format train.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -159,7 +160,8 @@ def write_train_run(run_dir: Path) -> None:
     """history.csv and learner_stats.csv through train.py's own writers and its Monitor's row format."""
     from hilserl_ros import train
 
-    monitor = SimpleNamespace(episodes=[], stat_rows=[], stats=None, lock=threading.Lock())
+    monitor = SimpleNamespace(episodes=[], stat_rows=[], stats=None, lock=threading.Lock(), started=time.monotonic(),
+                              collapse_flagged=None)
     stats_at = {3 * i + 1: i for i in range(N_STATS)}  # after episode 3 i + 1 finished
     for i in range(N_EPISODES):
         train.Monitor._on_episode(monitor, episode_msg(i))

@@ -32,7 +32,7 @@ from hilserl_ros.learning.networks import (
 
 STAT_KEYS = (
     "alpha", "entropy", "target_entropy", "critic_loss", "actor_loss", "temperature_loss", "grasp_critic_loss",
-    "q_mean", "action_abs_mean", "action_abs_std", "critic_grad_norm", "actor_grad_norm",
+    "q_mean", "action_abs_mean", "action_abs_std", "policy_mean_abs", "critic_grad_norm", "actor_grad_norm",
 )
 WEIGHTS_FORMAT = "safetensors"
 
@@ -282,8 +282,10 @@ class SACAgent:
         self.actor_opt.step()
         self.temperature_opt.step()
         magnitude = action.detach().abs()
+        with torch.no_grad():  # the action without its sampling noise: what collapses (hilserl_ros.learning.watchdog)
+            centre = torch.tanh(self.actor.distribution(features.detach())[0]).abs().mean()
         values = torch.stack([actor_loss.detach(), temperature_loss.detach(), self.log_alpha.detach().exp(),
-                              -logp_const.mean(), magnitude.mean(), magnitude.std()]).tolist()
+                              -logp_const.mean(), magnitude.mean(), magnitude.std(), centre]).tolist()
         return {
             "actor_loss": values[0],
             "temperature_loss": values[1],
@@ -292,6 +294,7 @@ class SACAgent:
             "target_entropy": target_entropy,
             "action_abs_mean": values[4],
             "action_abs_std": values[5],
+            "policy_mean_abs": values[6],
             "actor_grad_norm": actor_grad,
         }
 

@@ -28,10 +28,11 @@ encoder (``encoder``: a pretrained backbone by default) each frame's feature map
 once, on arrival, and kept instead of the frame: training runs the spatial heads on the kept
 maps and never reads the pixels again. ``device`` puts the networks on a GPU.
 
-Watchdog (the field report): alpha below ``alpha_floor`` and mean |action| below
-``action_floor`` for ``watchdog_window`` consecutive statistics -> one warning naming the
-target entropy in force, alpha, and the HIL-SERL default -action_dim/2; the condition stays
-flagged in LearnerStats.alpha_collapse while it lasts.
+Watchdog (the field report; hilserl_ros.learning.watchdog): alpha below ``alpha_floor`` and the
+policy's action without its noise, mean |tanh(mu)|, below ``action_floor`` for ``watchdog_window``
+consecutive statistics -> one warning naming alpha, the entropy against its target, and the knob
+that moves alpha there (target_entropy only where the entropy is at its target, else a lower
+temperature); the condition stays flagged in LearnerStats.alpha_collapse while it lasts.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ from hilserl_ros.learning.pairing import FramePairer, Step
 from hilserl_ros.learning.config import (
     DEFAULT_ENCODER, KNOB_RANGES, SACConfig, camera_encoder_config, device_error, encoder_error)
 from hilserl_ros.learning.sac import SACAgent, sha256
+from hilserl_ros.learning.watchdog import CollapseWatchdog
 from hilserl_ros.msg import EpisodeStats, LearnerStats, PolicyWeights, Transition, TransitionAck
 from hilserl_ros.observation import ACTION_DIM, load_observation
 from hilserl_ros.vision.ros_image import msg_to_rgb8
@@ -122,6 +124,9 @@ PARAMS = [
     ParamSpec("num_critics", 2, "critic ensemble size", min=1, max=10, read_only=True),
     ParamSpec("grasp_critic", False, "discrete grasp critic decides the gripper (close/stay/open); the actor "
               "outputs x, y, z only", read_only=True),
+    ParamSpec("use_backup_entropy", False, "add the entropy bonus to the critic's targets (LeRobot's default true; "
+              "HIL-SERL false: with a sparse reward it can pay more to stay random than to finish, measured in "
+              "bench/results/entropy_collapse.json)", read_only=True),
     ParamSpec("grasp_penalty", -0.02, "reward the grasp critic gets for each close or open command", min=-1.0,
               max=0.0),
     ParamSpec("rl_capacity", 200_000, "RL buffer capacity (transitions, FIFO)", min=100, max=10_000_000,
@@ -162,6 +167,7 @@ class LearnerNode(Node):
             actor_lr=p["actor_lr"], critic_lr=p["critic_lr"], temperature_lr=p["temperature_lr"],
             temperature_init=p["temperature"], target_entropy=p["target_entropy"], utd_ratio=p["utd_ratio"],
             batch_size=p["batch_size"], grasp_penalty=p["grasp_penalty"], seed=p["seed"],
+            use_backup_entropy=p["use_backup_entropy"],
             **self._image_config())
         self.agent = SACAgent(self.config, p["device"])
         self.rl, self.demo = self._make_buffers()
@@ -190,9 +196,10 @@ class LearnerNode(Node):
         self.params.bind_rate("ack_rate", self.ack_timer)
 
         self.stats: dict[str, float] = {}
-        self.collapse_streak = 0
-        self.collapse_warned = False
+        self.watchdog = CollapseWatchdog(self.params["alpha_floor"], self.params["action_floor"],
+                                         self.params["watchdog_window"])
         self.alpha_collapse = False
+        self._last_warning = ""
         self._rate_window: collections.deque = collections.deque(maxlen=50)
         self._last_push = 0.0
         self._last_checkpoint = time.monotonic()
@@ -431,7 +438,7 @@ class LearnerNode(Node):
             transitions_duplicate=saturating(self.duplicates), utd_ratio=saturating(self.agent.config.utd_ratio, 32),
             discount=float(self.agent.config.discount), updates_per_second=float(rate),
             rl_buffer_size=saturating(len(self.rl)), demo_buffer_size=saturating(len(self.demo)),
-            alpha_collapse=self.alpha_collapse, warning=self._collapse_text(stats) if self.alpha_collapse else "")
+            alpha_collapse=self.alpha_collapse, warning=self._warning_text(stats))
         if not stats:
             target = self.agent.config.target_entropy
             stats = {"alpha": self.agent.alpha, "target_entropy": float("nan") if target is None else target}
@@ -439,7 +446,7 @@ class LearnerNode(Node):
             self._stats_step = self.agent.update_step
         for key in ("alpha", "entropy", "target_entropy", "critic_loss", "actor_loss", "temperature_loss",
                     "grasp_critic_loss", "q_mean", "critic_grad_norm", "actor_grad_norm", "action_abs_mean",
-                    "action_abs_std"):
+                    "action_abs_std", "policy_mean_abs"):
             setattr(msg, key, float(stats.get(key, float("nan"))))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.stats_pub.publish(msg)
@@ -452,25 +459,29 @@ class LearnerNode(Node):
         if idle and self.context.ok():
             self._publish_stats({})
 
+    def _warning_text(self, stats: dict) -> str:
+        """The watchdog's warning while a collapse is flagged (without an update's statistics,
+        the last one's)."""
+        if not self.alpha_collapse:
+            self._last_warning = ""
+        elif stats:
+            self._last_warning = self._collapse_text(stats)
+        return self._last_warning
+
     def _collapse_text(self, stats: dict) -> str:
-        default = -self.params["action_dim"] / 2.0
-        return (f"alpha collapse: alpha={stats['alpha']:.4f} < {self.params['alpha_floor']} and mean |action|="
-                f"{stats['action_abs_mean']:.3f} < {self.params['action_floor']} for {self.collapse_streak} "
-                f"statistics; target_entropy={stats['target_entropy']:.2f} (HIL-SERL default -action_dim/2 = "
-                f"{default:.1f}). Try: ros2 param set /learner target_entropy {default:.1f}")
+        return self.watchdog.warning(stats, self.params["action_dim"], float(self.agent.config.discount))
 
     def _watchdog(self, stats: dict) -> None:
-        low = stats["alpha"] < self.params["alpha_floor"] and stats["action_abs_mean"] < self.params["action_floor"]
-        self.collapse_streak = self.collapse_streak + 1 if low else 0
-        was = self.alpha_collapse
-        self.alpha_collapse = self.collapse_streak >= self.params["watchdog_window"]
-        if self.alpha_collapse and not self.collapse_warned:
-            self.collapse_warned = True
+        watchdog = self.watchdog  # its floors and window are live parameters
+        watchdog.alpha_floor, watchdog.action_floor = self.params["alpha_floor"], self.params["action_floor"]
+        watchdog.window = self.params["watchdog_window"]
+        event = watchdog.observe(stats, update=self.agent.update_step)
+        self.alpha_collapse = watchdog.collapse
+        if event == "fired":
             self.get_logger().warning(self._collapse_text(stats))
-        if was and not self.alpha_collapse:
-            self.get_logger().info(f"alpha recovered: alpha={stats['alpha']:.4f}, mean |action|="
-                                   f"{stats['action_abs_mean']:.3f}")
-            self.collapse_warned = False
+        elif event == "cleared":
+            self.get_logger().info(f"alpha collapse over: alpha={stats['alpha']:.4f}, the policy's mean action "
+                                   f"|tanh(mu)|={stats['policy_mean_abs']:.3f}")
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_path(self, directory: str | None = None) -> str:

@@ -34,6 +34,7 @@ import torch
 from hilserl_ros.learning.buffers import ReplayBuffer, sample_mixed
 from hilserl_ros.learning.config import ENCODERS_HELP, SACConfig, camera_encoder_config
 from hilserl_ros.learning.sac import SACAgent
+from hilserl_ros.learning.watchdog import CollapseWatchdog as SharedWatchdog
 from hilserl_ros.sim.env import EnvConfig, make_env, node_parameters
 
 # learner.yaml parameter -> SACConfig field
@@ -158,42 +159,22 @@ class EnvRunResult:
         return out
 
 
-class CollapseWatchdog:
-    """/learner's alpha-collapse watchdog (learner_node._watchdog): it looks at the statistics
-    of every ``stats_period``-th update (what LearnerStats publishes) and flags a collapse once
-    alpha < ``alpha_floor`` and mean |action| < ``action_floor`` held for ``window``
-    consecutive statistics; here it also remembers when it first fired and recovered."""
+class CollapseWatchdog(SharedWatchdog):
+    """/learner's alpha-collapse watchdog (hilserl_ros.learning.watchdog), fed as /learner feeds
+    it: the statistics of every ``stats_period``-th update (what LearnerStats publishes)."""
 
     def __init__(self, stats_period: int = 10, alpha_floor: float = 0.02, action_floor: float = 0.1,
                  window: int = 20):
-        self.stats_period, self.alpha_floor, self.action_floor, self.window = (stats_period, alpha_floor,
-                                                                               action_floor, window)
-        self.streak = 0
-        self.collapse = False
-        self.statistics = 0
-        self.first_fire: dict | None = None  # env step, update, alpha, |action| when it first fired
-        self.recovered: dict | None = None  # ... when it first cleared after that
-        self.fired = 0  # times it went from clear to flagged
+        super().__init__(alpha_floor, action_floor, window)
+        self.stats_period = stats_period
 
-    def observe(self, update_step: int, stats: dict | None, env_step: int) -> None:
+    def observe(self, update_step: int, stats: dict | None, env_step: int) -> str | None:
         if not stats or update_step % self.stats_period:
-            return
-        self.statistics += 1
-        low = stats["alpha"] < self.alpha_floor and stats["action_abs_mean"] < self.action_floor
-        self.streak = self.streak + 1 if low else 0
-        was, self.collapse = self.collapse, self.streak >= self.window
-        here = {"env_step": env_step, "update": update_step, "alpha": round(stats["alpha"], 5),
-                "action_abs_mean": round(stats["action_abs_mean"], 4)}
-        if self.collapse and not was:
-            self.fired += 1
-            self.first_fire = self.first_fire or here
-        if was and not self.collapse and self.recovered is None:
-            self.recovered = here
+            return None
+        return super().observe(stats, env_step=env_step, update=update_step)
 
     def summary(self) -> dict:
-        return {"alpha_floor": self.alpha_floor, "action_floor": self.action_floor, "window": self.window,
-                "stats_period": self.stats_period, "statistics": self.statistics, "first_fire": self.first_fire,
-                "recovered": self.recovered, "fired": self.fired, "flagged_at_end": self.collapse}
+        return {**super().summary(), "stats_period": self.stats_period}
 
 
 class EpisodeMeter:
