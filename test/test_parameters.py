@@ -36,6 +36,10 @@ def integer(name, value):
     return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value))
 
 
+def string(name, value):
+    return ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+
+
 @pytest.fixture
 def knobs(ros):
     node = ros.add(KnobNode(ros.context))
@@ -68,7 +72,7 @@ def test_accepted_value_reaches_the_node(knobs, ros):
     (double("gain", math.inf), "finite"),
     (integer("utd_ratio", 0), "range"),
     (integer("batch_size", 100), "multiple of 8"),
-    (integer("target_entropy", -2), "type"),
+    (string("target_entropy", "fast"), "type"),  # a number is taken as one; a word is not
     (integer("hidden", 512), "read-only"),
 ])
 def test_bad_values_are_refused_with_a_reason(knobs, msg, why):
@@ -103,3 +107,32 @@ def test_a_rate_parameter_retimes_its_timer_live(ros):
     (result,) = ros.call(client, SetParameters.Request(parameters=[double("rate", 50.0)])).results
     assert result.successful
     assert timer.timer_period_ns == 20_000_000
+
+
+def test_a_number_is_taken_as_the_number_it_is(knobs):
+    """`make replay RATE=4` died on a double parameter given 4; `ros2 param set ... nan` (YAML
+    reads nan and 1e9 as strings) was refused for its type instead of its value."""
+    node, set_param, _ = knobs
+    for msg in (integer("target_entropy", -3), integer("gain", 4), double("utd_ratio", 3.0)):
+        result = set_param(msg)
+        assert result.successful, result.reason
+    assert node.params["target_entropy"] == -3.0 and isinstance(node.params["gain"], float)
+    assert node.params["utd_ratio"] == 3 and isinstance(node.params["utd_ratio"], int)
+    nan, big, word = (set_param(m) for m in (string("gain", "nan"), string("target_entropy", "1e9"),
+                                              string("gain", "fast")))
+    assert not nan.successful and "must be finite" in nan.reason
+    assert not big.successful and "range" in big.reason.lower()  # its range, not its type
+    assert not word.successful and "type" in word.reason.lower()  # not a number: refused for its type
+    assert node.params["gain"] == 4.0 and node.params["target_entropy"] == -3.0
+
+
+def test_a_whole_number_at_start_up_is_taken_for_a_double(ros):
+    from rclpy.parameter import Parameter
+
+    class Rate(Node):
+        def __init__(self):
+            super().__init__("rate_node", context=ros.context, parameter_overrides=[Parameter("rate", value=4)])
+            self.params = declare(self, [ParamSpec("rate", 1.0, "playback rate", min=0.1, max=100.0)])
+
+    node = ros.add(Rate())
+    assert node.params["rate"] == 4.0 and isinstance(node.params["rate"], float)

@@ -5,6 +5,13 @@ Every node declares its parameters through :func:`declare`. A ``SetParameters`` 
 :class:`ParameterTable` for non-finite values and the parameter's own validator; a refused
 value comes back with a reason and changes nothing. Accepted changes reach the node through
 ``on_change`` handlers, which run after the new value is in place.
+
+A number is taken as the number it is, whatever the sender's type: a double parameter given
+``4`` (a launch argument, ``make replay RATE=4``, ``ros2 param set ... 4``) is 4.0, and one
+given a string that reads as a number is that number (``ros2 param set`` parses its value as
+YAML, where ``nan`` and ``1e9`` are strings): ``nan`` then meets the finiteness check and is
+refused with that reason, not with "expected 'Type.DOUBLE' got 'Type.STRING'". An integer
+parameter given a whole double (``2.0``) is 2.
 """
 from __future__ import annotations
 
@@ -68,6 +75,10 @@ class ParameterTable:
         self.node = node
         self.specs = {s.name: s for s in specs}
         self._handlers: dict[str, list[Callable[[Any], None]]] = {}
+        overrides = getattr(node, "_parameter_overrides", {})  # -p and parameter files, before declaring
+        for name, param in list(overrides.items()):
+            if name in self.specs:
+                overrides[name] = self._as_declared(param)
         for spec in self.specs.values():
             node.declare_parameter(spec.name, spec.default, spec.descriptor())
         # values from a parameter file or -p never pass through the set callback: check them
@@ -75,6 +86,7 @@ class ParameterTable:
         start = self._validate([node.get_parameter(name) for name in self.specs])
         if not start.successful:
             raise ValueError(f"{node.get_name()}: bad start-up parameter: {start.reason}")
+        node.add_pre_set_parameters_callback(lambda params: [self._as_declared(p) for p in params])
         node.add_on_set_parameters_callback(self._validate)
         node.add_post_set_parameters_callback(self._apply)
 
@@ -97,6 +109,25 @@ class ParameterTable:
             timer.reset()
 
         self.on_change(name, retime)
+
+    def _as_declared(self, param: Parameter) -> Parameter:
+        """``param`` with a number converted to its parameter's declared kind (see the module)."""
+        spec = self.specs.get(param.name)
+        if spec is None or isinstance(spec.default, bool):
+            return param
+        value = param.value
+        if isinstance(spec.default, float):
+            if param.type_ == Parameter.Type.INTEGER:
+                return Parameter(param.name, Parameter.Type.DOUBLE, float(value))
+            if param.type_ == Parameter.Type.STRING:
+                try:
+                    return Parameter(param.name, Parameter.Type.DOUBLE, float(value.strip()))
+                except ValueError:
+                    return param  # not a number: rclpy refuses the type
+        elif isinstance(spec.default, int) and param.type_ == Parameter.Type.DOUBLE:
+            if math.isfinite(value) and value == int(value):
+                return Parameter(param.name, Parameter.Type.INTEGER, int(value))
+        return param
 
     def _validate(self, params: list[Parameter]) -> SetParametersResult:
         for param in params:
