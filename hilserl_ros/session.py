@@ -23,7 +23,7 @@ class GraphSession:
         self.runner = threading.Thread(target=self.launcher.run, kwargs={"install_signal_handlers": False},
                                        daemon=True)
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=[], context=self.context)  # not sys.argv: its name:=value are launch arguments
         self.node = rclpy.create_node(node_name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

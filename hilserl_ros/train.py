@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     runner.start()
 
     context = Context()
-    rclpy.init(context=context)
+    rclpy.init(args=[], context=context)  # not sys.argv: rcl would read task:=... as a (deprecated) remap rule
     monitor = Monitor(context, opts.window)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor.node)

@@ -157,6 +157,7 @@ class HardwareNode(Node):
         self.lock = threading.Lock()  # bus access: timer thread and service calls
         self.connected = False
         self.ever_connected = False
+        self._waiting_for_sim = False  # at start in simulation: the bus is not made yet (not a fault)
         self.torque = False
         self.fault: str | None = None  # what is wrong now (None = connected)
         self.fault_info: Fault | None = None
@@ -203,7 +204,9 @@ class HardwareNode(Node):
                     self.bus.write_positions(self.reading.position)  # hold where it is: no jump
                     self.bus.set_torque(True)
                     self.torque = True
-            was = self.last_fault if self.fault is not None else None
+            # the simulated bus not made yet at start is a wait, not a fault that cleared
+            was = self.last_fault if self.fault is not None and not self._waiting_for_sim else None
+            self._waiting_for_sim = False
             self.connected, self.fault, self.fault_info, self.ever_connected = True, None, None, True
             self.consecutive_errors = 0
             self.hot = ""
@@ -230,13 +233,17 @@ class HardwareNode(Node):
         info = classify(err)
         if getattr(err, "reading", None) is not None:  # a ServoFault's data is good: diagnostics show it
             self.reading = err.reading
-        if first and not self.ever_connected:
+        if first and not self.ever_connected and self.params["use_sim"]:
+            # /sim makes the simulated bus a few seconds after start: expected, said once
+            self._waiting_for_sim = True
+            self.get_logger().info(f"waiting for the simulated bus at {self.port} (/sim makes it when it is up)")
+        elif first and not self.ever_connected:
             self.get_logger().warning(f"cannot reach the bus yet ({info.kind}: {err}); retrying every "
                                       f"{self.params['reconnect_period']:.1f} s")
         elif first:
             self.get_logger().error(f"bus fault ({info.kind}): {err}; torque off, commands stopped, retrying every "
                                     f"{self.params['reconnect_period']:.1f} s")
-        if first:  # later failures of the episode are reconnection attempts: what started it matters
+        if first and not self._waiting_for_sim:  # later failures of the episode are reconnection attempts
             self.faults += 1
             self.last_fault = f"{info.kind}: {err}"
         self.fault, self.fault_info = str(err), info
