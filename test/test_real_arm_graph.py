@@ -196,6 +196,12 @@ def test_the_real_arm_graph_runs_episodes_judged_by_buttons_and_the_classifier(t
             assert any("no fresh frame of camera" in line for line in lines)
             cell.wait_output("servo bus: torque on")
             before_stop = len(cell.lines)
+        except Exception:
+            # what the graph said (the task node's reasons, the driver's faults): a failure here
+            # under CI load must be diagnosable from its log alone
+            print("\n".join(["--- the graph's last lines:", *lines[-150:], "--- the cell's last lines:",
+                              *cell.lines[-40:]]))
+            raise
         finally:
             session.close()
     # the graph stopped as on Ctrl-C: the driver turned the arm's torque off on its way out
