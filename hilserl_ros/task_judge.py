@@ -124,6 +124,7 @@ class EpisodeJudge:
         self.pending: tuple[bool, str] | None = None  # a button's verdict, for the next step
         self.prediction: tuple[float, bool, float] | None = None  # (stamp, success, probability)
         self.why_not_started = ""
+        self.reset_failed = False  # the last way home timed out: START tries it again
         self.claimed: tuple[float, Veto] | None = None  # (when, what) of the classifier's last success
         self.started_at = 0.0  # when the running episode began (its predictions are of frames after it)
 
@@ -132,6 +133,7 @@ class EpisodeJudge:
         """Back home, then wait for the start (the actor asks after each episode)."""
         self.move = HomeMove(joints, self.home, self.max_speed, self.max_accel, self.rate)
         self.state, self.phase_since, self.pending = RESETTING, now, None
+        self.reset_failed = False
 
     def button(self, success: bool, now: float | None = None) -> Veto | None:
         """The operator's SUCCESS (True) or FAILURE (False) button. FAILURE within
@@ -169,7 +171,7 @@ class EpisodeJudge:
             self.state, self.phase_since = WAITING, now
             return None
         if now - self.phase_since > self.config.reset_timeout:
-            self.state, self.phase_since = STOPPED, now
+            self.state, self.phase_since, self.reset_failed = STOPPED, now, True
             self.why_not_started = (f"the arm did not reach home within {self.config.reset_timeout:.0f} s "
                                     f"(largest joint error {np.max(np.abs(measured - self.home)):.3f} rad)")
             return None

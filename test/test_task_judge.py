@@ -167,6 +167,14 @@ def test_a_reset_that_never_arrives_stops_with_the_reason():
         judge.reset_target(START, t)  # the arm does not follow (torque off, blocked)
         t += 0.1
     assert judge.state == STOPPED and "did not reach home" in judge.why_not_started and t == pytest.approx(2.1)
+    assert judge.reset_failed and not judge.start(t)  # START does not begin an episode from there ...
+    judge.reset(HOME, t)  # ... the task node answers it with another way home (task_node._on_event)
+    assert judge.state == RESETTING and not judge.reset_failed
+    judge.reset_target(HOME, t)
+    while judge.state == RESETTING:
+        t += 0.1
+        judge.reset_target(HOME, t)
+    assert judge.state == WAITING  # home: the next START begins the episode
 
 
 def test_bad_configuration_is_refused():

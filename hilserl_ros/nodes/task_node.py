@@ -151,6 +151,10 @@ class TaskNode(Node):
                 self.veto_pub.publish(out)
                 self._say(f"episode {veto.episode}: the operator vetoed the classifier's success (p="
                           f"{veto.probability:.2f}); it learns those frames as failures", "warning")
+        elif msg.event == EpisodeEvent.START and self.judge.reset_failed and self.joints is not None:
+            # the way home timed out (a slow or loaded arm, a hand in the way): START tries again
+            self.judge.reset(self.joints, self._now())
+            self._say("START: the arm did not reach home last time; moving home again (press START once it is)")
         elif msg.event == EpisodeEvent.START and self.judge.state == WAITING:
             if self.judge.start(self._now()):
                 self._say(f"episode {self.judge.episode} started by the operator")
