@@ -6,7 +6,7 @@ Builds its actions from the one description of the graph (hilserl_ros.graph), th
 the project launcher (python -m hilserl_ros.launcher) starts where ros2 launch is absent.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -28,7 +28,13 @@ def _nodes(context, graph=TRAIN_GRAPH):
     actions = []
     for spec in graph.active_nodes(args):
         if not is_implemented(spec):
-            continue  # another package that is not installed (e.g. rviz2 on a robot without a screen)
+            # another package that is not installed here (robot_state_publisher or rviz2 in a
+            # venv of wheels, rviz2 on a robot without a screen): said, not silently dropped
+            switch = f" or {spec.only_if}:=false" if spec.only_if else ""
+            apt = "ros-<distro>-" + spec.package.replace("_", "-")
+            actions.append(LogInfo(msg=f"{spec.name} not started: package {spec.package} is not installed "
+                                       f"here (apt install {apt}{switch}). {spec.description}"))
+            continue
         parameters = []
         path = params_file_path(spec)
         if path is not None:

@@ -85,3 +85,19 @@ def pytest_collection_modifyitems(config, items):
     worker at a time, so a module's shared graph is built once) the long files then do not end
     up last on one worker while the other idles. Order within each kind as collected."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort
+
+
+def pytest_report_header(config):
+    """Which ROS 2 these tests run on, and which ros2 command line they drive."""
+    from importlib import metadata
+
+    from ros2_cli import find_cli
+
+    try:
+        rclpy_version = metadata.version("ros-rclpy")
+    except metadata.PackageNotFoundError:
+        rclpy_version = "of a ROS 2 install"
+    distro = os.environ.get("HILSERL_ROS_DISTRO") or os.environ.get("ROS_DISTRO") or "?"
+    cli, where = find_cli()
+    return [f"ROS 2 {distro}: rclpy {rclpy_version}, domain {os.environ['ROS_DOMAIN_ID']}",
+            f"ros2 command line: {cli} ({where})" if cli else f"ros2 command line: none ({where})"]

@@ -1,116 +1,56 @@
-"""launch/train.launch.py, evaluated against a minimal stand-in for the launch API (launch and
-launch_ros cannot be installed here), yields exactly the graph description's nodes."""
-import importlib.util
+"""launch/train.launch.py evaluated by the real launch and launch_ros (a sourced ROS 2 install's
+or the ros2-tools kit in the venv) without starting a process: every node of the graph
+description, with its parameters, remappings, respawn and the real arm's torque-off handler.
+test_ros2_cli.py runs it for real with ``ros2 launch``."""
 import os
-import sys
 import types
 
 import pytest
 
 from hilserl_ros import graph
+from ros2_cli import find_cli
 from ros_harness import REPO_ROOT
 
+launch_ros = pytest.importorskip("launch_ros.actions", reason=find_cli()[1])
+from launch import LaunchContext  # noqa: E402
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler  # noqa: E402
+from launch.event_handlers import OnProcessExit  # noqa: E402
+from launch.launch_description_sources import get_launch_description_from_python_launch_file  # noqa: E402
+from launch.utilities import perform_substitutions  # noqa: E402
 
-# Stand-ins with the real signatures (launch / launch_ros, Jazzy and Kilted), so a misspelt
-# or unsupported keyword fails here as it would under ros2 launch.
-EXECUTE_PROCESS_KWARGS = {"output", "emulate_tty", "respawn", "respawn_delay", "respawn_max_retries",
-                          "sigterm_timeout", "sigkill_timeout", "cwd", "env", "additional_env", "shell",
-                          "on_exit", "log_cmd", "cached_output", "output_format"}
-
-
-class LaunchConfiguration:
-    def __init__(self, variable_name, *, default=None):
-        self.name = variable_name
-
-    def perform(self, context):
-        return context.launch_configurations[self.name]
-
-
-class LaunchDescription:
-    def __init__(self, initial_entities=None, *, deprecated_reason=None):
-        self.entities = list(initial_entities or [])
-
-
-class DeclareLaunchArgument:
-    def __init__(self, name, *, default_value=None, description=None, choices=None, **kwargs):
-        if choices is not None and default_value is not None and default_value not in choices:
-            raise ValueError(f"default {default_value!r} of {name} is not one of {choices}")
-        self.args = (name,)
-        self.kwargs = {"default_value": default_value, "description": description}
-        if choices is not None:
-            self.kwargs["choices"] = choices
-
-
-class ExecuteProcess:
-    def __init__(self, *, cmd, name=None, cwd=None, env=None, additional_env=None, shell=False, output="log",
-                 **kwargs):
-        unknown = set(kwargs) - EXECUTE_PROCESS_KWARGS
-        if unknown:
-            raise TypeError(f"ExecuteProcess() got unexpected keyword arguments {sorted(unknown)}")
-        self.cmd = cmd
-
-
-class OnProcessExit:
-    def __init__(self, *, target_action=None, on_exit, **kwargs):
-        self.target_action, self.on_exit = target_action, on_exit
-
-
-class RegisterEventHandler:
-    def __init__(self, event_handler, **kwargs):
-        self.event_handler = event_handler
-
-
-class OpaqueFunction:
-    def __init__(self, *, function, args=None, kwargs=None, **left_over_kwargs):
-        self.kwargs = {"function": function}
-
-
-class Node:
-    def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None,
-                 parameters=None, remappings=None, ros_arguments=None, arguments=None, **kwargs):
-        unknown = set(kwargs) - EXECUTE_PROCESS_KWARGS
-        if unknown:
-            raise TypeError(f"launch_ros Node() got unexpected keyword arguments {sorted(unknown)}")
-        self.kwargs = {"executable": executable, "package": package, "name": name, "parameters": parameters,
-                       "remappings": remappings, "arguments": arguments, **kwargs}
+Node = launch_ros.Node
 
 
 @pytest.fixture
 def launch_module(monkeypatch):
-    fakes = {
-        "launch": types.ModuleType("launch"),
-        "launch.actions": types.ModuleType("launch.actions"),
-        "launch.substitutions": types.ModuleType("launch.substitutions"),
-        "launch.event_handlers": types.ModuleType("launch.event_handlers"),
-        "launch_ros": types.ModuleType("launch_ros"),
-        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
-    }
-    fakes["launch"].LaunchDescription = LaunchDescription
-    fakes["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
-    fakes["launch.actions"].OpaqueFunction = OpaqueFunction
-    fakes["launch.actions"].ExecuteProcess = ExecuteProcess
-    fakes["launch.actions"].RegisterEventHandler = RegisterEventHandler
-    fakes["launch.event_handlers"].OnProcessExit = OnProcessExit
-    fakes["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
-    fakes["launch_ros.actions"].Node = Node
-    for name, module in fakes.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location("train_launch", os.path.join(REPO_ROOT, "launch", "train.launch.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # Judge the whole graph, including nodes whose modules later work delivers.
-    monkeypatch.setattr(module, "is_implemented", lambda spec: True)
-    return module
+    """Records the keyword arguments each real Node and OnProcessExit was made with (the real
+    constructors still run: a misspelt or unsupported keyword fails here as under ros2 launch)."""
+    for cls in (Node, OnProcessExit):
+        real_init = cls.__init__
+
+        def spy(self, *args, _real_init=real_init, **kwargs):
+            _real_init(self, *args, **kwargs)
+            self.kwargs = kwargs
+
+        monkeypatch.setattr(cls, "__init__", spy)
+    # judge the whole graph, also the nodes of packages not installed here (rviz2, robot_state_publisher)
+    monkeypatch.setattr(graph, "is_implemented", lambda spec: True)
+    path = os.path.join(REPO_ROOT, "launch", "train.launch.py")
+    return types.SimpleNamespace(path=path)
 
 
 def evaluate(module, overrides, with_handlers=False):
-    description = module.generate_launch_description()
+    description = get_launch_description_from_python_launch_file(module.path)
+    context = LaunchContext()
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
+    for d in declared:
+        default = perform_substitutions(context, d.default_value) if d.default_value is not None else None
+        context.launch_configurations[d.name] = overrides.get(d.name, default)
     (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
-    values = {d.args[0]: d.kwargs["default_value"] for d in declared}
-    values.update(overrides)
-    context = types.SimpleNamespace(launch_configurations=values)
-    actions = opaque.kwargs["function"](context)
+    actions = opaque.execute(context)
+    declared = [types.SimpleNamespace(args=(d.name,), kwargs={
+        "default_value": perform_substitutions(context, d.default_value), "description": d.description,
+        **({"choices": d.choices} if d.choices else {})}) for d in declared]
     if with_handlers:
         return declared, actions
     return declared, [a for a in actions if isinstance(a, Node)]
@@ -199,10 +139,13 @@ def test_the_real_arms_driver_gets_torque_off_when_it_dies_uncleanly(launch_modu
     driver = next(a for a in actions if isinstance(a, Node) and a.kwargs["name"] == "so101_driver")
     assert driver.kwargs["respawn"] is False  # never restarted without the operator
     (handler,) = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)]
-    assert handler.target_action is driver
-    killed = handler.on_exit(types.SimpleNamespace(returncode=-9), None)
-    assert len(killed) == 1 and killed[0].cmd[1:] == ["-m", "hilserl_ros.hardware.torque_off", "--port", "/dev/ttyUSB7"]
-    assert handler.on_exit(types.SimpleNamespace(returncode=0), None) == []  # it turned torque off itself
+    assert handler.kwargs["target_action"] is driver
+    on_exit = handler.kwargs["on_exit"]
+    killed = on_exit(types.SimpleNamespace(returncode=-9), None)
+    context = LaunchContext()
+    assert len(killed) == 1 and [perform_substitutions(context, part) for part in killed[0].cmd][1:] == [
+        "-m", "hilserl_ros.hardware.torque_off", "--port", "/dev/ttyUSB7"]
+    assert on_exit(types.SimpleNamespace(returncode=0), None) == []  # it turned torque off itself
     _, sim = evaluate(launch_module, {"use_sim": "true"}, with_handlers=True)
     assert not [a for a in sim if isinstance(a, RegisterEventHandler)]
 
@@ -219,3 +162,16 @@ def test_the_foxglove_port_and_address_are_launch_arguments_of_the_bridge(launch
         "port": 8766, "address": "0.0.0.0"}
     with pytest.raises(ValueError, match=r"foxglove_port:=65536 is not a port"):
         evaluate(launch_module, {"foxglove_port": "65536"})
+
+
+def test_a_node_whose_package_is_missing_is_said_not_dropped(launch_module, monkeypatch):
+    from launch.actions import LogInfo
+
+    monkeypatch.setattr(graph, "is_implemented", lambda spec: spec.package == graph.PACKAGE)
+    _, actions = evaluate(launch_module, {"rviz": "true"}, with_handlers=True)
+    said = [" ".join(perform_substitutions(LaunchContext(), [m]) for m in a.msg) for a in actions
+            if isinstance(a, LogInfo)]
+    assert any(m.startswith("robot_state_publisher not started: package robot_state_publisher is not installed")
+               and "robot_state_publisher:=false" in m for m in said), said
+    assert any(m.startswith("rviz not started: package rviz2") and "rviz:=false" in m for m in said), said
+    assert "robot_state_publisher" not in {a.kwargs["name"] for a in actions if isinstance(a, Node)}

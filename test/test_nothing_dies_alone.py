@@ -191,3 +191,34 @@ def test_make_train_names_what_stopped_a_run_instead_of_guessing_at_alpha():
         "interventions still high (60%")
     text = why_not(monitor(stats, 199.0, 199.5), healthy, {"alpha": 0.004, "intervention": 0.05}, 200.0)
     assert text.startswith("the target was not reached") and "collapse" not in text
+
+
+def test_a_checkpoint_of_another_configuration_is_set_aside_not_crashed_on(tmp_path):
+    """ros2 launch with the default checkpoint_dir after a run of another task: the learner
+    starts afresh and keeps the old checkpoint, instead of a respawn loop of one traceback."""
+    from hilserl_ros.nodes.learner_node import LearnerNode
+
+    ros = RosSession()
+    directory = str(tmp_path / "ckpt")
+    learners = []
+
+    def learner(dims):
+        node = LearnerNode(context=ros.context, parameter_overrides=[
+            Parameter("checkpoint_dir", value=directory), Parameter("hidden_dims", value=dims)])
+        learners.append(node)
+        return node
+
+    try:
+        old = learner([32, 32])
+        path = old.save_checkpoint()
+        new = learner([16, 16])  # resume is on by default: this used to raise in __init__
+        assert new.agent.update_step == 0 and not os.path.exists(path)
+        (aside,) = [name for name in os.listdir(directory) if ".incompatible-" in name]
+        assert aside.startswith("learner.pt.")  # not *.pt: never picked up as a checkpoint again
+        again = learner([16, 16])  # and the next start does not look at it
+        assert again.agent.update_step == 0
+    finally:
+        for node in learners:
+            node._stop.set()
+            node._trainer.join(timeout=30)
+        ros.close()

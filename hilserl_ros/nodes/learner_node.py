@@ -62,7 +62,7 @@ from hilserl_ros.observation import ACTION_DIM, load_observation
 from hilserl_ros.vision.ros_image import msg_to_rgb8
 from hilserl_ros.ros import qos
 from hilserl_ros.ros.params import ParamSpec, declare, observation_params
-from hilserl_ros.ros.runner import run_node, start_worker
+from hilserl_ros.ros.runner import run_node, shutting_down, start_worker
 from hilserl_ros.ros.validation import DropCounter, non_finite, saturating, worth_telling
 from hilserl_ros.srv import SaveCheckpoint
 
@@ -526,7 +526,17 @@ class LearnerNode(Node):
         path = checkpoint.newest_intact(self.params["checkpoint_dir"])
         if path is None:
             return
-        extra = checkpoint.restore_training_state(path, self.agent, {"rl": self.rl, "demo": self.demo})
+        try:
+            extra = checkpoint.restore_training_state(path, self.agent, {"rl": self.rl, "demo": self.demo})
+        except ValueError as err:
+            # made for another task or observation (the agent refuses it before loading anything):
+            # a learner that crashed on it would be respawned into the same crash for ever
+            aside = f"{path}.incompatible-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(path, aside)
+            self.get_logger().warning(
+                f"not resumed: {path} does not fit this learner ({err}); it is kept as {aside} and "
+                f"training starts afresh. Give each task its own checkpoint_dir to keep both.")
+            return
         self.received = int(extra.get("received", len(self.rl)))
         self.duplicates = int(extra.get("duplicates", 0))
         for link in extra.get("links", []):
@@ -585,8 +595,8 @@ class LearnerNode(Node):
             if not self._trainer.is_alive():
                 done["error"] = "the training thread is not running (see the log)"
                 break
-            if not self.context.ok() or time.monotonic() > deadline:
-                done["error"] = ("the learner is shutting down" if not self.context.ok()
+            if shutting_down(self) or time.monotonic() > deadline:
+                done["error"] = ("the learner is shutting down" if shutting_down(self)
                                  else "the training thread did not answer within 120 s")
                 break
         if "error" in done:

@@ -23,7 +23,7 @@ from hilserl_ros.recording.bag import bag_topics, read_messages
 from hilserl_ros.recording.types import UnknownMessageType, message_class
 from hilserl_ros.ros.params import ParamSpec, declare
 from hilserl_ros.ros.topic_filter import TopicFilter, regex_problem
-from hilserl_ros.ros.runner import run_node, start_worker
+from hilserl_ros.ros.runner import run_node, start_worker, stop_node
 
 # never replayed: they belong to the nodes running now, not to the recorded ones
 NOT_REPLAYED = ("/parameter_events", "/rosout")
@@ -100,7 +100,7 @@ class PlayerNode(Node):
         self.get_logger().info(f"played {self.published} messages from {self.params['bag']}")
         self.finished.set()
         if self.params["exit_when_done"] and not self._stop.is_set():
-            self.context.try_shutdown()
+            stop_node(self, "the bag was played")
 
     def _play_once(self) -> None:
         anchor_wall = anchor_bag = None

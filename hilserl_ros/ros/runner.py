@@ -1,11 +1,16 @@
 """The one way a hilserl_ros node process starts and stops.
 
 ``run_node(MyNode)`` initialises rclpy with the process arguments (so ``--ros-args -r
-__node:=... --params-file ...`` work as under ``ros2 run``/``ros2 launch``) and spins. rclpy's
-own SIGINT/SIGTERM handling wakes the executor and shuts the context down (a Python-level
-handler would not run while the executor waits inside rcl); the node then releases what it
-holds (torque off, files closed) in its ``close()``. Exit code 0 on a requested shutdown,
-1 when the node raised or one of its worker threads did.
+__node:=... --params-file ...`` work as under ``ros2 run``/``ros2 launch``) and spins. SIGINT
+and SIGTERM stop the spinning, not the ROS context: the node's ``close()`` then releases what
+it holds (torque off, final checkpoint, files closed) while it can still log to /rosout, and
+only then is the context shut down. (rclpy's own handlers shut the context down at once, so
+every line a node logged while closing failed with "publisher's context is invalid".) The
+executor waits in slices of ``SPIN_SLICE`` so that the Python-level handler runs promptly.
+A Ctrl-C in a terminal reaches a launched node twice (its process group, then ros2 launch
+forwarding it): signals after the first are noted and ignored, so they cannot interrupt
+``close()`` half-way. Exit code 0 on a requested shutdown, 1 when the node raised or one of
+its worker threads did.
 
 Nothing dies alone:
 - a node's own threads are started with :func:`start_worker`: one that raises takes the node
@@ -17,20 +22,42 @@ Nothing dies alone:
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import traceback
 from typing import Callable
 
 import rclpy
-from rclpy.utilities import get_default_context
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import get_default_context
 
 # s an orphaned node has to close (checkpoint, torque off) before it is cut (tests shorten it)
 ORPHAN_GRACE = float(os.environ.get("HILSERL_ORPHAN_GRACE", "20"))
 PARENT_POLL = 0.5  # s
+SPIN_SLICE = 0.1  # s the executor waits before the main thread looks at its stop flag again
 
 _failures: list[str] = []  # why this process's node was taken down by one of its threads
+_stop = threading.Event()  # set once: the node of run_node() stops spinning and closes
+_stop_reasons: list[str] = []
+_run_context = None  # the context run_node() spins, while it does
+
+
+def request_stop(reason: str) -> None:
+    """Stop run_node()'s spinning: close() runs next, with the ROS context still valid."""
+    _stop_reasons.append(reason)
+    _stop.set()
+
+
+def _on_signal(signum: int, _frame) -> None:
+    name = signal.Signals(signum).name
+    if _stop.is_set():
+        # the second Ctrl-C of a terminal (the group's, then ros2 launch's), or launch's
+        # SIGTERM while close() still works: closing goes on
+        print(f"[runner] {name} while shutting down: still closing", file=sys.stderr, flush=True)
+        return
+    request_stop(name)
 
 
 def fail_node(node: "rclpy.node.Node", reason: str) -> None:
@@ -41,7 +68,23 @@ def fail_node(node: "rclpy.node.Node", reason: str) -> None:
         node.get_logger().fatal(f"{reason}: the node shuts down (exit 1) so that its launcher can restart it")
     except Exception:  # the logger may be gone already at shutdown
         print(f"[FATAL] {reason}", file=sys.stderr, flush=True)
-    node.context.try_shutdown()  # wakes the executor: spin() returns
+    stop_node(node, reason)
+
+
+def shutting_down(node: "rclpy.node.Node") -> bool:
+    """True once ``node`` has been asked to stop (a signal, a dead worker, its launcher gone)."""
+    if _run_context is not None and node.context is _run_context:
+        return _stop.is_set()
+    return not node.context.ok()
+
+
+def stop_node(node: "rclpy.node.Node", reason: str) -> None:
+    """End ``node``'s spinning: under run_node() its close() follows with the context valid; a
+    node spun by someone else (a test's executor) has its context shut down, which ends the spin."""
+    if _run_context is not None and node.context is _run_context:
+        request_stop(reason)
+    else:
+        node.context.try_shutdown()
 
 
 def start_worker(node: "rclpy.node.Node", target: Callable[[], None], name: str) -> threading.Thread:
@@ -61,7 +104,7 @@ def start_worker(node: "rclpy.node.Node", target: Callable[[], None], name: str)
     return thread
 
 
-def _watch_parent(context, parent: int) -> None:
+def _watch_parent(parent: int) -> None:
     """Shut down when the launcher that started us is gone; cut the process if that hangs."""
     stop = threading.Event()
     while not stop.wait(PARENT_POLL):
@@ -69,35 +112,50 @@ def _watch_parent(context, parent: int) -> None:
             break
     print(f"[runner] parent process {parent} is gone: shutting down (at most {ORPHAN_GRACE:.0f} s)",
           file=sys.stderr, flush=True)
-    context.try_shutdown()
+    request_stop(f"parent process {parent} is gone")
     stop.wait(ORPHAN_GRACE)
     print(f"[runner] still running {ORPHAN_GRACE:.0f} s after the launcher died: exiting now",
           file=sys.stderr, flush=True)
     os._exit(1)
 
 
+def _install_signal_handlers() -> bool:
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _on_signal)
+        return True
+    except ValueError:  # not the main thread (a node run inside another program): rclpy's own
+        return False
+
+
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None, threads: int = 1) -> int:
-    rclpy.init(args=sys.argv if args is None else args)
+    global _run_context
+    own_signals = _install_signal_handlers()
+    rclpy.init(args=sys.argv if args is None else args,
+               signal_handler_options=SignalHandlerOptions.NO if own_signals else SignalHandlerOptions.ALL)
+    context = get_default_context()
+    _run_context = context
     parent = os.getppid()
     if parent > 1:  # under init (pid 1) there is no launcher to outlive
-        threading.Thread(target=_watch_parent, args=(get_default_context(), parent),
-                         name="parent_watch", daemon=True).start()
-    node = None
+        threading.Thread(target=_watch_parent, args=(parent,), name="parent_watch", daemon=True).start()
+    node = executor = None
     code = 0
     try:
         node = factory()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not _stop.is_set() and context.ok():
+            executor.spin_once(timeout_sec=SPIN_SLICE)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # a crash: report it, release the node, exit non-zero
-        if node is not None and not rclpy.ok() and not _failures:
-            pass  # Ctrl-C landed while the executor rebuilt its wait set: a requested shutdown
+        if node is not None and not context.ok() and not _failures:
+            pass  # the context was shut down while the executor rebuilt its wait set: a requested shutdown
         else:
             traceback.print_exc()
             code = 1
     finally:
+        _stop.set()  # from here on a signal cannot interrupt close()
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
@@ -106,7 +164,12 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
                 except Exception:
                     traceback.print_exc()
                     code = code or 1
+        if executor is not None:
+            # its guard conditions go now, not in a __del__ after the context is gone
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
             node.destroy_node()
+        _run_context = None
         rclpy.try_shutdown()
     if _failures:
         print(f"[runner] exit 1: {_failures[0]}", file=sys.stderr, flush=True)
