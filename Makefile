@@ -129,7 +129,8 @@ $(VENV)/hilserl.env: $(BUILD_STAMP) $(CLI_STAMP) Makefile
 	   echo "export PYTHONPATH=\"$(ROOT):$$(cat $(VENV)/.hilserl-sitedir)$$(cat $(VENV)/.hilserl-cli-sitedir 2>/dev/null)\""; \
 	   echo "export LD_LIBRARY_PATH=\"$(INSTALL_ABS)/lib$$(test -d $(CLI_PREFIX)/lib && echo :$(CLI_PREFIX)/lib)\""; \
 	   echo "export AMENT_PREFIX_PATH=\"$(INSTALL_ABS):$(VENV_ABS)$$(test -d $(CLI_PREFIX)/share && echo :$(CLI_PREFIX))\""; \
-	   echo "export HILSERL_ROS_DISTRO=$(DISTRO) PYTHONUNBUFFERED=1"; } > $@
+	   echo "export HILSERL_ROS_DISTRO=$(DISTRO) PYTHONUNBUFFERED=1"; \
+	   echo "export MUJOCO_GL=\"\$${MUJOCO_GL:-egl}\"  # the simulation's cameras render headless, as under make train"; } > $@
 
 build: $(BUILD_STAMP)
 

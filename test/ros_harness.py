@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable
 
 import rclpy
@@ -21,6 +22,35 @@ from hilserl_ros.launcher import die_with_parent
 from hilserl_ros.ros import service
 
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Every node made in a test's context, spun or not, and the ones destroyed. Kilted's rclpy
+# tracks a context's nodes and destroys them with it; Jazzy's does not, so a node a test made
+# without spinning it (to call its callbacks itself) stayed on the DDS graph, with its
+# subscriptions matched, for the rest of the worker's life: RosSession.close() ends them.
+_made: "weakref.WeakSet[Node]" = weakref.WeakSet()
+_destroyed: "weakref.WeakSet[Node]" = weakref.WeakSet()
+_node_init, _node_destroy = Node.__init__, Node.destroy_node
+
+
+def _tracked_init(self, *args, **kwargs):
+    _node_init(self, *args, **kwargs)
+    _made.add(self)
+
+
+def _tracked_destroy(self):
+    if self in _destroyed:
+        return True
+    _destroyed.add(self)
+    return _node_destroy(self)
+
+
+Node.__init__ = _tracked_init
+Node.destroy_node = _tracked_destroy
+
+
+def live_nodes() -> list[str]:
+    """Names of the nodes made in this process that were never destroyed."""
+    return sorted(n.get_name() for n in list(_made) if n not in _destroyed)
 REPO_ROOT = os.path.dirname(TEST_DIR)
 
 
@@ -106,6 +136,14 @@ class RosSession:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             for node in self.nodes:
+                node.destroy_node()
+            for node in [n for n in list(_made) if n.context is self.context and n not in _destroyed]:
+                close = getattr(node, "close", None)  # its own threads stop before it goes
+                try:
+                    if callable(close) and node not in self.nodes:
+                        close()
+                except Exception:  # noqa: BLE001 - a test may have closed it half-way on purpose
+                    pass
                 node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5)

@@ -218,7 +218,8 @@ def test_a_checkpoint_of_another_configuration_is_set_aside_not_crashed_on(tmp_p
         again = learner([16, 16])  # and the next start does not look at it
         assert again.agent.update_step == 0
     finally:
-        for node in learners:
+        for node in learners:  # not spun by the session: destroyed here, or they stay on the graph
             node._stop.set()
             node._trainer.join(timeout=30)
+            node.destroy_node()
         ros.close()

@@ -15,6 +15,7 @@ import yaml
 
 from hilserl_ros import graph
 from ros2_cli import Background, poll, require_cli, ros2, stop_daemon
+from ros_harness import live_nodes
 
 pytestmark = pytest.mark.ros
 
@@ -160,7 +161,9 @@ def test_ctrl_c_stops_every_node_cleanly_and_leaves_none_behind(launched):
     # the second SIGINT (the group's, then launch's) interrupts no close() half-way
     for bad in ("Traceback", "KeyboardInterrupt", "process has died", "context is invalid"):
         assert bad not in tail, tail
-    poll(["node", "list"], lambda r: not (launched.nodes & listed_nodes(r)), 60, "the nodes to leave the graph")
+    left = lambda r: launched.nodes & listed_nodes(r)  # noqa: E731
+    poll(["node", "list"], lambda r: not left(r), 60,
+         f"the nodes to leave the graph (nodes alive in the test process itself: {live_nodes()})")
 
 
 def test_ros2_run_starts_a_node_with_parameters_and_ctrl_c_stops_it(tmp_path):
