@@ -18,6 +18,9 @@ else ifneq ($(filter $(ROS_DISTRO),$(ROS_DISTROS)),)
 DISTRO := $(ROS_DISTRO)
 else
 DISTRO := $(DEFAULT_ROS_DISTRO)
+ifneq ($(strip $(ROS_DISTRO)),)
+$(info [setup] the sourced ROS 2 $(ROS_DISTRO) has no wheels here: the venv runs $(DISTRO) (ROS_DISTRO=jazzy|kilted on the make command line to choose))
+endif
 endif
 ifeq ($(filter $(DISTRO),$(ROS_DISTROS)),)
 $(error ROS_DISTRO=$(DISTRO) has no lock in distros/: choose one of $(ROS_DISTROS))
@@ -38,16 +41,17 @@ VENV_STAMP := $(VENV)/.hilserl-requirements
 BUILD_STAMP := $(INSTALL_BASE)/.hilserl-build
 INTERFACES := $(wildcard msg/*.msg srv/*.srv) msg srv
 # What colcon copies into the install tree's share/ (ros2 launch reads the launch file there).
-SHARED_FILES := $(wildcard launch/* config/*.yaml config/*/*.yaml urdf/*.urdf rviz/* foxglove/*)
+SHARED_FILES := $(wildcard launch/*.py config/*.yaml config/*/*.yaml urdf/*.urdf rviz/* foxglove/*)
 # Entry points are generated for the node modules that exist (graph.py), so adding one
 # re-runs the install and the build.
 NODE_MODULES := hilserl_ros/graph.py hilserl_ros/nodes $(wildcard hilserl_ros/nodes/*_node.py)
 # The real ros2 command line (ros2 launch/param/topic/service/run) for a venv of wheels, which
 # have none: the ros2-tools kit in a shared/ folder beside or above the checkout, or ROS2_TOOLS=.
 # It is installed into the venv when found; a sourced full ROS 2 install brings its own.
-ROS2_TOOLS ?= $(firstword $(wildcard $(foreach d,.. ../.. ../../.. ../../../..,$(abspath $(ROOT)/$(d))/shared/ros2-tools/install.sh)))
+ROS2_TOOLS ?= $(firstword $(wildcard $(foreach d,. .. ../.. ../../.. ../../../..,$(abspath $(ROOT)/$(d))/shared/ros2-tools/install.sh)))
 CLI_PREFIX := $(VENV_ABS)/ros2-tools
-CLI_STAMP := $(VENV)/.hilserl-ros2-cli
+# the stamp says whether the kit was found: one that appears later is installed then
+CLI_STAMP := $(VENV)/.hilserl-ros2-cli$(if $(ROS2_TOOLS),-kit,-none)
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist), each on its own ROS domain, given a whole test file at a time
 # (a module's shared graph or model is built once). Two by default: 10.5 min on two cores
@@ -83,6 +87,8 @@ $(VENV_STAMP)-$(DISTRO): requirements.txt $(ROS_REQUIREMENTS) $(LOCK) setup.py $
 	@want=$$(sed -n 's/^ros-rclpy==//p' $(ROS_REQUIREMENTS)); \
 	have=$$($(PY) -c "import importlib.metadata as m; print(m.version('ros-rclpy'))" 2>/dev/null || true); \
 	if [ -n "$$have" ] && [ "$$have" != "$$want" ]; then \
+		if ! ls $(VENV)/.hilserl-requirements* > /dev/null 2>&1; then \
+			echo "[setup] $(VENV) holds rclpy $$have, not $(DISTRO)'s $$want, and make setup did not make it: not touched (another VENV=, or delete it)"; exit 1; fi; \
 		echo "[setup] $(VENV) holds rclpy $$have, not $(DISTRO)'s $$want: making it, $(BUILD_BASE) and $(INSTALL_BASE) again"; \
 		rm -rf $(VENV) $(BUILD_BASE) $(INSTALL_BASE); fi
 	@test -x $(PY) || { echo "[setup] creating $(VENV) ($(DISTRO)) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); }
@@ -118,6 +124,7 @@ $(CLI_STAMP): $(VENV_STAMP)-$(DISTRO)
 			|| { tail -20 $(VENV)/ros2-tools-install.log; echo "[setup] the ros2-tools kit failed to install (log: $(VENV)/ros2-tools-install.log)"; exit 1; }; \
 		$(PY) -c "import sys; print(':$(CLI_PREFIX)/lib/python%d.%d/site-packages' % sys.version_info[:2])" > $(VENV)/.hilserl-cli-sitedir; \
 	fi
+	@rm -f $(VENV)/.hilserl-ros2-cli-*
 	@touch $@
 
 # A file to source in a shell of your own, for ros2 param/topic/service against a running

@@ -279,3 +279,27 @@ def test_newest_intact_skips_a_damaged_file(tmp_path):
     bad = tmp_path / "b.pt"
     bad.write_bytes(b"garbage")
     assert checkpoint.newest_intact(str(tmp_path)) == good
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_before_anything_is_loaded(tmp_path):
+    """The learner sets such a checkpoint aside and trains afresh: nothing of it may be half-loaded."""
+    cfg = SACConfig(obs_dim=5, action_dim=4, seed=3, **SMALL)
+    agent = SACAgent(cfg)
+    shapes = {"front": (8, 8, 3)}
+    rl = ReplayBuffer(40, 5, 4, image_shapes=shapes, seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        frames = {"front": rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)}
+        rl.add(np.zeros(5, np.float32), np.zeros(4, np.float32), 0.0, np.zeros(5, np.float32), False,
+               images=frames, next_images=frames)
+    for _ in range(3):
+        agent.update(lambda n: rl.sample(n))
+    path = checkpoint.save_training_state(str(tmp_path / "ckpt.pt"), agent, {"rl": rl})
+
+    fresh = SACAgent(SACConfig(obs_dim=5, action_dim=4, seed=99, **SMALL))
+    before = [p.detach().clone() for p in fresh.policy.parameters()]
+    small = ReplayBuffer(40, 5, 4, image_shapes=shapes, seed=1, frame_capacity=10)  # the agent fits, this does not
+    with pytest.raises(ValueError, match="frames, this buffer holds 10"):
+        checkpoint.restore_training_state(path, fresh, {"rl": small})
+    assert fresh.update_step == 0 and len(small) == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, fresh.policy.parameters()))

@@ -290,7 +290,26 @@ class ReplayBuffer:
                         state[f"features/{key}"] = torch.from_numpy(self.frames.features[key][slots])
             return state
 
+    def check_state_dict(self, state: dict) -> None:
+        """ValueError, changing nothing, when this buffer cannot be filled from ``state``."""
+        n = state["obs"].shape[0]
+        keep = slice(max(0, n - self.capacity), n)
+        if self.frames is None or keep.stop == keep.start:
+            return
+        frame, next_frame = state["frame"][keep].numpy(), state["next_frame"][keep].numpy()
+        count = int(max(frame.max(), next_frame.max())) + 1 - int(min(frame.min(), next_frame.min()))
+        if count > self.frames.capacity:
+            raise ValueError(f"the checkpoint's transitions use {count} frames, this buffer holds {self.frames.capacity}")
+        has_frames = all(f"frames/{k}" in state for k in self.image_shapes)
+        if not has_frames and self.frames.keeps_frames:
+            raise ValueError("the checkpoint's buffer holds frozen-encoder features, not frames: a buffer that keeps "
+                             "frames (an encoder being trained) cannot be filled from it; resume with "
+                             "freeze_encoder true or start afresh")
+        if not has_frames and self.frames.features is None:
+            raise ValueError("the checkpoint's buffer holds encoder features only, and this buffer caches none")
+
     def load_state_dict(self, state: dict) -> None:
+        self.check_state_dict(state)
         n = state["obs"].shape[0]
         keep = slice(max(0, n - self.capacity), n)
         m = keep.stop - keep.start
@@ -308,16 +327,8 @@ class ReplayBuffer:
         frame, next_frame = state["frame"][keep].numpy(), state["next_frame"][keep].numpy()
         first = int(min(frame.min(), next_frame.min()))
         count = int(max(frame.max(), next_frame.max())) + 1 - first
-        if count > self.frames.capacity:
-            raise ValueError(f"the checkpoint's transitions use {count} frames, this buffer holds {self.frames.capacity}")
         keys = list(self.image_shapes)
         has_frames = all(f"frames/{k}" in state for k in keys)
-        if not has_frames and self.frames.keeps_frames:
-            raise ValueError("the checkpoint's buffer holds frozen-encoder features, not frames: a buffer that keeps "
-                             "frames (an encoder being trained) cannot be filled from it; resume with "
-                             "freeze_encoder true or start afresh")
-        if not has_frames and self.frames.features is None:
-            raise ValueError("the checkpoint's buffer holds encoder features only, and this buffer caches none")
         base = self.frames.added
         for j in range(first, first + count):  # re-stored (features recomputed from frames when cached)
             if has_frames:

@@ -45,8 +45,13 @@ def save_training_state(path: str, agent, buffers: dict | None = None, extra: di
 
 
 def restore_training_state(path: str, agent, buffers: dict | None = None) -> dict:
-    """Load into ``agent`` and ``buffers``; returns the ``extra`` dict saved with them."""
+    """Load into ``agent`` and ``buffers``; returns the ``extra`` dict saved with them. A
+    checkpoint that does not fit raises ValueError before anything is loaded."""
     state = load(path)
+    agent.check_state_dict(state["agent"])
+    for name, buffer in (buffers or {}).items():
+        if name in state["buffers"]:
+            buffer.check_state_dict(state["buffers"][name])
     agent.load_state_dict(state["agent"])
     for name, buffer in (buffers or {}).items():
         if name in state["buffers"]:

@@ -366,13 +366,18 @@ class SACAgent:
             state["grasp_opt"] = self.grasp_opt.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def check_state_dict(self, state: dict) -> None:
+        """ValueError, changing nothing, when ``state`` was made for another network shape."""
         saved = SACConfig.from_dict(state["config"])
         for name in ("obs_dim", "action_dim", "image_keys", "hidden_dims", "num_critics", "grasp_critic", "layer_norm",
                      "backbone", "freeze_encoder", "spatial_features", "spatial_keypoints", "latent_dim"):
             if getattr(saved, name) != getattr(self.config, name):
                 raise ValueError(f"checkpoint was made with {name}={getattr(saved, name)}, "
                                  f"this agent has {getattr(self.config, name)}")
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state_dict(state)
+        saved = SACConfig.from_dict(state["config"])
         self.config = saved
         self.policy.config = saved
         self.policy.load_state_dict(state["policy"])

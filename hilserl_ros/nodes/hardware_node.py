@@ -474,10 +474,10 @@ class HardwareNode(Node):
     def close(self) -> None:
         """Torque off on shutdown: the arm must never be left holding a stale command.
 
-        SIGINT raises KeyboardInterrupt wherever the process is, also in the middle of a bus
-        transaction, which leaves the SDK's port marked busy: the driver's torque write then
-        fails. The fallback is a broadcast on a freshly opened port, which needs nothing of the
-        interrupted state."""
+        A bus transaction cut short (a node run without the runner's signal handling, where
+        SIGINT raises KeyboardInterrupt anywhere) leaves the SDK's port marked busy and the
+        driver's torque write fails. The fallback is a broadcast on a freshly opened port, which
+        needs nothing of the interrupted state."""
         with self.lock:
             if not (self.connected and self.bus.connected):
                 try:

@@ -340,7 +340,7 @@ class LearnerNode(Node):
 
     def _publish_acks(self) -> None:
         if not self.context.ok():
-            return  # the final checkpoint at shutdown: the actors hear its numbers from the next run
+            return  # the context is gone (a node spun by someone else): nobody to tell
         with self._ingest_lock:
             marks = [(key, self._held(key, tracker)) for key, tracker in self.links.items()]
         stamp = self.get_clock().now().to_msg()
@@ -529,7 +529,7 @@ class LearnerNode(Node):
         try:
             extra = checkpoint.restore_training_state(path, self.agent, {"rl": self.rl, "demo": self.demo})
         except ValueError as err:
-            # made for another task or observation (the agent refuses it before loading anything):
+            # made for another task, observation or buffer (refused before anything is loaded):
             # a learner that crashed on it would be respawned into the same crash for ever
             aside = f"{path}.incompatible-{time.strftime('%Y%m%d-%H%M%S')}"
             os.replace(path, aside)

@@ -8,9 +8,10 @@ only then is the context shut down. (rclpy's own handlers shut the context down 
 every line a node logged while closing failed with "publisher's context is invalid".) The
 executor waits in slices of ``SPIN_SLICE`` so that the Python-level handler runs promptly.
 A Ctrl-C in a terminal reaches a launched node twice (its process group, then ros2 launch
-forwarding it): signals after the first are noted and ignored, so they cannot interrupt
-``close()`` half-way. Exit code 0 on a requested shutdown, 1 when the node raised or one of
-its worker threads did.
+forwarding it): the second is noted and ignored, so it cannot interrupt ``close()``
+half-way; a third (launch's SIGTERM 5 s later, or a person pressing Ctrl-C again) exits at
+once, since nothing else ends a ``close()`` or a callback that hangs. Exit code 0 on a
+requested shutdown, 1 when the node raised or one of its worker threads did.
 
 Nothing dies alone:
 - a node's own threads are started with :func:`start_worker`: one that raises takes the node
@@ -44,20 +45,32 @@ _stop_reasons: list[str] = []
 _run_context = None  # the context run_node() spins, while it does
 
 
+_signals: list[str] = []  # signals received; the handler only appends (it runs on the main
+# thread, between any two bytecodes, also inside _stop.set(): taking the Event's lock there
+# could deadlock)
+HARD_EXIT_SIGNAL = 3  # the third signal leaves at once: nothing else can end a blocked close()
+
+
 def request_stop(reason: str) -> None:
     """Stop run_node()'s spinning: close() runs next, with the ROS context still valid."""
     _stop_reasons.append(reason)
     _stop.set()
 
 
+def stopping() -> bool:
+    return bool(_signals) or _stop.is_set()
+
+
 def _on_signal(signum: int, _frame) -> None:
     name = signal.Signals(signum).name
-    if _stop.is_set():
-        # the second Ctrl-C of a terminal (the group's, then ros2 launch's), or launch's
-        # SIGTERM while close() still works: closing goes on
-        print(f"[runner] {name} while shutting down: still closing", file=sys.stderr, flush=True)
-        return
-    request_stop(name)
+    _signals.append(name)
+    if len(_signals) >= HARD_EXIT_SIGNAL:
+        os.write(2, f"[runner] {name}: signal {len(_signals)}, exiting now without finishing close()\n".encode())
+        os._exit(1)
+    if len(_signals) > 1:
+        # the second Ctrl-C of a terminal (the group's, then ros2 launch's) while close()
+        # works: closing goes on (os.write: print here could re-enter one under way)
+        os.write(2, f"[runner] {name} while shutting down: still closing (a third signal exits at once)\n".encode())
 
 
 def fail_node(node: "rclpy.node.Node", reason: str) -> None:
@@ -74,7 +87,7 @@ def fail_node(node: "rclpy.node.Node", reason: str) -> None:
 def shutting_down(node: "rclpy.node.Node") -> bool:
     """True once ``node`` has been asked to stop (a signal, a dead worker, its launcher gone)."""
     if _run_context is not None and node.context is _run_context:
-        return _stop.is_set()
+        return stopping()
     return not node.context.ok()
 
 
@@ -144,7 +157,7 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
         node = factory()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        while not _stop.is_set() and context.ok():
+        while not stopping() and context.ok():
             executor.spin_once(timeout_sec=SPIN_SLICE)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -155,7 +168,8 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
             traceback.print_exc()
             code = 1
     finally:
-        _stop.set()  # from here on a signal cannot interrupt close()
+        if not _signals:  # stopped without a signal (a dead worker, the launcher gone): the
+            _signals.append("stop")  # first signal now finds it closing already
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
