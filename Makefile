@@ -61,19 +61,14 @@ TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 ARGS ?=
 
-# The environment every command runs in: the venv, the colcon install tree for the
-# generated interfaces, and the source checkout first on PYTHONPATH so edits to Python code
-# take effect without a rebuild. The ROS wheels' own libraries are put on LD_LIBRARY_PATH by
-# ros-wheels-bootstrapper (a .pth that re-executes Python with it set).
-# Variables a sourced system ROS would set are replaced, not extended: its libraries and
-# Python modules must not mix with the venv's wheels (even of the same distro: another Python).
-RUN = env -u ROS_DISTRO -u ROS_VERSION -u ROS_PYTHON_VERSION -u COLCON_PREFIX_PATH -u CMAKE_PREFIX_PATH \
-	PATH="$(VENV_ABS)/bin:$$PATH" \
-	PYTHONPATH="$(ROOT):$$(cat $(VENV)/.hilserl-sitedir 2>/dev/null)$$(cat $(VENV)/.hilserl-cli-sitedir 2>/dev/null)" \
-	LD_LIBRARY_PATH="$(INSTALL_ABS)/lib$$(test -d $(CLI_PREFIX)/lib && echo :$(CLI_PREFIX)/lib)" \
-	AMENT_PREFIX_PATH="$(INSTALL_ABS):$(VENV_ABS)$$(test -d $(CLI_PREFIX)/share && echo :$(CLI_PREFIX))" \
-	HILSERL_ROS_DISTRO=$(DISTRO) \
-	PYTHONUNBUFFERED=1
+# The environment every command runs in is $(VENV)/hilserl.env (made by setup, below): the
+# venv, the colcon install tree for the generated interfaces, and the source checkout first on
+# PYTHONPATH so edits to Python code take effect without a rebuild. The ROS wheels' own
+# libraries are put on LD_LIBRARY_PATH by ros-wheels-bootstrapper (a .pth that re-executes
+# Python with it set). Variables a sourced system ROS would set are replaced, not extended: its
+# libraries and Python modules must not mix with the venv's wheels (even of the same distro:
+# another Python). A person sources the same file to use the ros2 command line beside a run.
+RUN = source $(VENV)/hilserl.env &&
 
 .PHONY: setup train launch experiment-entropy test test-fast build clean distclean graph bench-learner bench-learning bench-world \
 	bench-graph bench-faults bench-soak lock record-demos replay report pretrain-encoder train-reward-classifier

@@ -100,7 +100,7 @@ class PlayerNode(Node):
         self.get_logger().info(f"played {self.published} messages from {self.params['bag']}")
         self.finished.set()
         if self.params["exit_when_done"] and not self._stop.is_set():
-            stop_node(self, "the bag was played")
+            stop_node(self)  # the bag was played
 
     def _play_once(self) -> None:
         anchor_wall = anchor_bag = None

@@ -41,7 +41,6 @@ SPIN_SLICE = 0.1  # s the executor waits before the main thread looks at its sto
 
 _failures: list[str] = []  # why this process's node was taken down by one of its threads
 _stop = threading.Event()  # set once: the node of run_node() stops spinning and closes
-_stop_reasons: list[str] = []
 _run_context = None  # the context run_node() spins, while it does
 
 
@@ -51,9 +50,8 @@ _signals: list[str] = []  # signals received; the handler only appends (it runs 
 HARD_EXIT_SIGNAL = 3  # the third signal leaves at once: nothing else can end a blocked close()
 
 
-def request_stop(reason: str) -> None:
+def request_stop() -> None:
     """Stop run_node()'s spinning: close() runs next, with the ROS context still valid."""
-    _stop_reasons.append(reason)
     _stop.set()
 
 
@@ -81,21 +79,23 @@ def fail_node(node: "rclpy.node.Node", reason: str) -> None:
         node.get_logger().fatal(f"{reason}: the node shuts down (exit 1) so that its launcher can restart it")
     except Exception:  # the logger may be gone already at shutdown
         print(f"[FATAL] {reason}", file=sys.stderr, flush=True)
-    stop_node(node, reason)
+    stop_node(node)
+
+
+def _run_here(node: "rclpy.node.Node") -> bool:
+    return _run_context is not None and node.context is _run_context
 
 
 def shutting_down(node: "rclpy.node.Node") -> bool:
     """True once ``node`` has been asked to stop (a signal, a dead worker, its launcher gone)."""
-    if _run_context is not None and node.context is _run_context:
-        return stopping()
-    return not node.context.ok()
+    return stopping() if _run_here(node) else not node.context.ok()
 
 
-def stop_node(node: "rclpy.node.Node", reason: str) -> None:
+def stop_node(node: "rclpy.node.Node") -> None:
     """End ``node``'s spinning: under run_node() its close() follows with the context valid; a
     node spun by someone else (a test's executor) has its context shut down, which ends the spin."""
-    if _run_context is not None and node.context is _run_context:
-        request_stop(reason)
+    if _run_here(node):
+        request_stop()
     else:
         node.context.try_shutdown()
 
@@ -125,7 +125,7 @@ def _watch_parent(parent: int) -> None:
             break
     print(f"[runner] parent process {parent} is gone: shutting down (at most {ORPHAN_GRACE:.0f} s)",
           file=sys.stderr, flush=True)
-    request_stop(f"parent process {parent} is gone")
+    request_stop()
     stop.wait(ORPHAN_GRACE)
     print(f"[runner] still running {ORPHAN_GRACE:.0f} s after the launcher died: exiting now",
           file=sys.stderr, flush=True)
