@@ -188,4 +188,12 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     if _failures:
         print(f"[runner] exit 1: {_failures[0]}", file=sys.stderr, flush=True)
         code = 1
+    if own_signals:
+        # A node process: everything was released in close() and the context is down. Leave
+        # without the interpreter's finalisation, which joins library threads and tears DDS
+        # down again: under load a learner and an actor hung there past launch's 5 s after
+        # their last line (Python's handlers already reset), and launch killed them (-15).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
